@@ -1,0 +1,63 @@
+//! Settings of the control-plane daemon, from flags and `NEXPOINT_*` variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory for the embedded database, the CA and other state.
+    #[arg(long, env = "NEXPOINT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL (sqlite://PATH or postgres://...). Default: SQLite in the data directory.
+    #[arg(long, env = "NEXPOINT_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => sqlite_url(&self.data_dir.join("nexpoint.db")),
+        }
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address for the REST API, subscriptions and node enrollment. Port 0 picks a free port.
+    #[arg(long, env = "NEXPOINT_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// The URL nodes and subscribers reach this server at (enrollment commands,
+    /// subscription links). Default: http://<listen address>.
+    #[arg(long, env = "NEXPOINT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// An Xray-format JSON template whose inbounds every node serves. Loaded at
+    /// every start; without it the stored (or built-in) template is used.
+    #[arg(long, env = "NEXPOINT_CORE_CONFIG")]
+    pub core_config: Option<PathBuf>,
+    /// How often each node task reconciles and collects usage (milliseconds).
+    #[arg(long, env = "NEXPOINT_NODE_SYNC_INTERVAL_MS", default_value_t = 10_000)]
+    pub node_sync_interval_ms: u64,
+    /// Lifetime of admin access tokens, in minutes.
+    #[arg(
+        long,
+        env = "NEXPOINT_JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+        default_value_t = 1440
+    )]
+    pub jwt_expire_minutes: i64,
+    /// Lifetime of node enrollment tokens, in minutes.
+    #[arg(
+        long,
+        env = "NEXPOINT_ENROLLMENT_TOKEN_EXPIRE_MINUTES",
+        default_value_t = 1440
+    )]
+    pub enrollment_expire_minutes: i64,
+}

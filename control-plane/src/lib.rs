@@ -1,0 +1,13 @@
+//! The Nexpoint control plane: REST API, subscriptions, node reconciliation.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod host_stats;
+pub mod nodes;
+pub mod pki;
+pub mod serve;
+pub mod store;
+pub mod subscription;
+pub mod time_fmt;

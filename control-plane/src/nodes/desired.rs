@@ -1,0 +1,67 @@
+//! The desired state of one node: its core config and the users it serves.
+
+use std::collections::BTreeMap;
+
+use nexpoint_proto::agent::{
+    ShadowsocksAccount, TrojanAccount, UserSpec, VlessAccount, VmessAccount,
+};
+
+use crate::domain::Inbound;
+use crate::store::User;
+
+/// The user as the node must hold it, or None when the node must not serve
+/// the user (status, or no inbound of this node applies).
+pub(crate) fn user_spec(user: &User, inbounds: &[Inbound]) -> Option<UserSpec> {
+    if !user.status.is_served() {
+        return None;
+    }
+    let protocols = user.proxies.protocols();
+    let inbound_tags: Vec<String> = inbounds
+        .iter()
+        .filter(|i| protocols.contains(&i.protocol))
+        .filter(|i| {
+            user.excluded_inbounds
+                .get(i.protocol.as_str())
+                .is_none_or(|ex| !ex.contains(&i.tag))
+        })
+        .map(|i| i.tag.clone())
+        .collect();
+    if inbound_tags.is_empty() {
+        return None;
+    }
+    let p = &user.proxies;
+    Some(UserSpec {
+        email: user.email(),
+        vmess: p.vmess.as_ref().map(|v| VmessAccount {
+            id: v.id.clone().unwrap_or_default(),
+        }),
+        vless: p.vless.as_ref().map(|v| VlessAccount {
+            id: v.id.clone().unwrap_or_default(),
+            flow: v.flow.clone(),
+        }),
+        trojan: p.trojan.as_ref().map(|t| TrojanAccount {
+            password: t.password.clone().unwrap_or_default(),
+        }),
+        shadowsocks: p.shadowsocks.as_ref().map(|s| ShadowsocksAccount {
+            password: s.password.clone().unwrap_or_default(),
+            method: s.method.clone(),
+        }),
+        inbound_tags,
+    })
+}
+
+/// What the control plane believes the agent holds after the last
+/// successful apply.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Mirror {
+    pub revision: i64,
+    pub config_revision: i64,
+    pub core_config: String,
+    pub users: BTreeMap<String, UserSpec>,
+}
+
+impl Mirror {
+    pub fn digest(&self) -> String {
+        nexpoint_proto::digest::state_digest(&self.core_config, self.users.values())
+    }
+}

@@ -1,0 +1,113 @@
+//! One task per node: connect over pinned mutual TLS, reconcile the desired
+//! state as revisions, collect and commit usage, track the node's health.
+
+mod client;
+mod desired;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::pki::Pki;
+use crate::store::Store;
+
+/// What every node task shares.
+#[derive(Clone)]
+pub(crate) struct NodeContext {
+    pub store: Store,
+    pub pki: Arc<Pki>,
+    pub interval: Duration,
+    /// Ticks whenever the desired state changed in this process, so tasks
+    /// reconcile at once instead of at their next interval.
+    pub changed: watch::Receiver<u64>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+pub struct NodeManager {
+    ctx: NodeContext,
+    changed: Arc<watch::Sender<u64>>,
+    shutdown: CancellationToken,
+    tasks: Arc<Mutex<HashMap<i64, Running>>>,
+}
+
+impl NodeManager {
+    pub fn new(store: Store, pki: Arc<Pki>, interval: Duration) -> Self {
+        let (tx, rx) = watch::channel(0);
+        Self {
+            ctx: NodeContext {
+                store,
+                pki,
+                interval,
+                changed: rx,
+            },
+            changed: Arc::new(tx),
+            shutdown: CancellationToken::new(),
+            tasks: Arc::default(),
+        }
+    }
+
+    /// Starts a task for every stored node that is not disabled.
+    pub async fn start_all(&self) -> Result<(), crate::store::StoreError> {
+        for node in self.ctx.store.nodes().await? {
+            if node.status != "disabled" {
+                self.start(node.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts, e.g. after enrollment) the task of one node.
+    pub fn start(&self, node_id: i64) {
+        let cancel = self.shutdown.child_token();
+        let handle = tokio::spawn(session::run(self.ctx.clone(), node_id, cancel.clone()));
+        let previous = self
+            .tasks
+            .lock()
+            .expect("node task map poisoned")
+            .insert(node_id, Running { cancel, handle });
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
+    }
+
+    pub fn stop(&self, node_id: i64) {
+        if let Some(running) = self
+            .tasks
+            .lock()
+            .expect("node task map poisoned")
+            .remove(&node_id)
+        {
+            running.cancel.cancel();
+        }
+    }
+
+    /// Wakes every node task to reconcile now.
+    pub fn desired_state_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Cancels every task and waits for them, bounded by `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.shutdown.cancel();
+        let handles: Vec<_> = self
+            .tasks
+            .lock()
+            .expect("node task map poisoned")
+            .drain()
+            .map(|(_, r)| r.handle)
+            .collect();
+        let all = futures::future::join_all(handles);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!("node tasks did not stop within {deadline:?}");
+        }
+    }
+}

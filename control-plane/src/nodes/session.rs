@@ -1,0 +1,400 @@
+//! The life of one node task: connect, reconcile, collect, report, repeat.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nexpoint_proto::agent::{
+    AckUsageRequest, ChangeSet, CollectUsageRequest, CoreStatus, HealthRequest, HealthResponse,
+    Snapshot, UserSpec,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use super::NodeContext;
+use super::client::{self, Agent, ConnectError};
+use super::desired::{Mirror, user_spec};
+use crate::domain::{parse_inbounds, user_id_from_email};
+use crate::store::{NodeHealth, StoreError, UsageBatch, UserUsageDelta};
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("agent: {}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("core config: {0}")]
+    CoreConfig(#[from] crate::domain::inbounds::InboundError),
+}
+
+/// Reconnect delays: exponential with jitter, so a fleet that lost the
+/// control plane does not reconnect in lockstep.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
+pub(crate) async fn run(ctx: NodeContext, node_id: i64, cancel: CancellationToken) {
+    let mut backoff = Backoff::new();
+    let mut reported: Option<(String, Option<String>)> = None;
+    loop {
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return,
+            outcome = session(&ctx, node_id, &cancel, &mut backoff, &mut reported) => outcome,
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(node = node_id, error = %e, "node session ended");
+                let health = NodeHealth {
+                    status: "error",
+                    message: Some(e.to_string()),
+                    ..Default::default()
+                };
+                report(&ctx, node_id, health, &mut reported).await;
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Writes the node's status when it differs from what was last written.
+async fn report(
+    ctx: &NodeContext,
+    node_id: i64,
+    health: NodeHealth,
+    reported: &mut Option<(String, Option<String>)>,
+) {
+    let key = (health.status.to_owned(), health.message.clone());
+    if reported.as_ref() == Some(&key) && health.status != "connected" {
+        return;
+    }
+    if let Err(e) = ctx.store.set_node_health(node_id, health).await {
+        tracing::warn!(node = node_id, error = %e, "could not record node health");
+        return;
+    }
+    *reported = Some(key);
+}
+
+fn core_health(core: Option<&CoreStatus>, agent_version: &str) -> NodeHealth {
+    let (status, message) = match core {
+        Some(c) if !c.running && !c.last_error.is_empty() => {
+            ("error", Some(format!("core: {}", c.last_error)))
+        }
+        Some(c) if !c.running => ("error", Some("core is not running".into())),
+        _ => ("connected", None),
+    };
+    NodeHealth {
+        status,
+        message,
+        core_kind: core.map(|c| c.kind.clone()).filter(|s| !s.is_empty()),
+        xray_version: core.map(|c| c.version.clone()).filter(|s| !s.is_empty()),
+        agent_version: Some(agent_version.to_owned()).filter(|s| !s.is_empty()),
+    }
+}
+
+/// Runs until cancelled (Ok) or until the node fails (Err, then reconnect).
+async fn session(
+    ctx: &NodeContext,
+    node_id: i64,
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+    reported: &mut Option<(String, Option<String>)>,
+) -> Result<(), SessionError> {
+    let node = match ctx.store.node(node_id).await {
+        Err(StoreError::NotFound) => return Ok(()),
+        other => other?,
+    };
+    if node.certificate_fingerprint.is_none() {
+        let health = NodeHealth {
+            status: "connecting",
+            message: Some("waiting for enrollment".into()),
+            ..Default::default()
+        };
+        report(ctx, node_id, health, reported).await;
+        // Enrollment restarts this task.
+        cancel.cancelled().await;
+        return Ok(());
+    }
+    let mut agent = client::connect(&ctx.pki, &node).await?;
+    let mut health = agent.health(HealthRequest {}).await?.into_inner();
+    backoff.reset();
+    tracing::info!(node = node_id, agent = %health.agent_version, "connected to node");
+    // Record versions now, so they show even if the first apply fails.
+    report(
+        ctx,
+        node_id,
+        core_health(health.core.as_ref(), &health.agent_version),
+        reported,
+    )
+    .await;
+    // Entries committed before a crash but never acknowledged can go now.
+    if node.usage_sequence > 0 {
+        agent
+            .ack_usage(AckUsageRequest {
+                sequence: node.usage_sequence as u64,
+            })
+            .await?;
+    }
+
+    let mut mirror: Option<Mirror> = None;
+    let mut changed = ctx.changed.clone();
+    loop {
+        let in_sync = mirror
+            .as_ref()
+            .is_some_and(|m| m.revision as u64 == health.revision && m.digest() == health.digest);
+        if !in_sync {
+            mirror = Some(resync(ctx, &mut agent, &health).await?);
+        }
+        collect_usage(ctx, &mut agent, node_id).await?;
+        let m = mirror.as_mut().expect("set above");
+        let core = apply_changes(ctx, &mut agent, m).await?;
+        let core = core.or(health.core.clone());
+        report(
+            ctx,
+            node_id,
+            core_health(core.as_ref(), &health.agent_version),
+            reported,
+        )
+        .await;
+
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(ctx.interval) => {}
+        }
+        health = agent.health(HealthRequest {}).await?.into_inner();
+    }
+}
+
+/// The full desired state of the node now.
+async fn desired(ctx: &NodeContext) -> Result<Mirror, SessionError> {
+    let (core_config, config_revision) = ctx.store.core_config().await?.unwrap_or_default();
+    let inbounds = parse_inbounds(&core_config)?;
+    let (revision, users) = ctx.store.served_users().await?;
+    let users = users
+        .iter()
+        .filter_map(|u| user_spec(u, &inbounds))
+        .map(|spec| (spec.email.clone(), spec))
+        .collect();
+    Ok(Mirror {
+        revision,
+        config_revision,
+        core_config,
+        users,
+    })
+}
+
+/// Brings an agent whose state is unknown or drifted to the desired state:
+/// nothing if its digest already matches, a full snapshot otherwise.
+async fn resync(
+    ctx: &NodeContext,
+    agent: &mut Agent,
+    health: &HealthResponse,
+) -> Result<Mirror, SessionError> {
+    let want = desired(ctx).await?;
+    if want.digest() == health.digest {
+        if health.revision != want.revision as u64 {
+            agent
+                .apply_changes(ChangeSet {
+                    base_revision: health.revision,
+                    revision: want.revision as u64,
+                    ..Default::default()
+                })
+                .await?;
+        }
+        return Ok(want);
+    }
+    snapshot(agent, want).await
+}
+
+async fn snapshot(agent: &mut Agent, want: Mirror) -> Result<Mirror, SessionError> {
+    let response = agent
+        .apply_snapshot(Snapshot {
+            revision: want.revision as u64,
+            core_config_json: want.core_config.clone(),
+            users: want.users.values().cloned().collect(),
+        })
+        .await?
+        .into_inner();
+    if response.digest != want.digest() {
+        tracing::warn!(
+            revision = want.revision,
+            "agent reports a different digest after a snapshot"
+        );
+    }
+    Ok(want)
+}
+
+/// Sends what changed since the mirror's revision. A changed core config or
+/// a refused change set falls back to a snapshot.
+async fn apply_changes(
+    ctx: &NodeContext,
+    agent: &mut Agent,
+    mirror: &mut Mirror,
+) -> Result<Option<CoreStatus>, SessionError> {
+    let (_, config_revision) = ctx.store.core_config().await?.unwrap_or_default();
+    if config_revision != mirror.config_revision {
+        *mirror = snapshot(agent, desired(ctx).await?).await?;
+        return Ok(None);
+    }
+    let changes = ctx.store.user_changes_since(mirror.revision).await?;
+    if changes.revision == mirror.revision {
+        return Ok(None);
+    }
+    let inbounds = parse_inbounds(&mirror.core_config)?;
+    let mut next = mirror.users.clone();
+    let mut upserts: Vec<UserSpec> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    for user in &changes.changed {
+        let email = user.email();
+        match user_spec(user, &inbounds) {
+            Some(spec) => {
+                if next.get(&email) != Some(&spec) {
+                    next.insert(email, spec.clone());
+                    upserts.push(spec);
+                }
+            }
+            None => {
+                if next.remove(&email).is_some() {
+                    removed.push(email);
+                }
+            }
+        }
+    }
+    for email in changes.deleted_emails {
+        if next.remove(&email).is_some() {
+            removed.push(email);
+        }
+    }
+    let result = agent
+        .apply_changes(ChangeSet {
+            base_revision: mirror.revision as u64,
+            revision: changes.revision as u64,
+            upserts,
+            removed_emails: removed,
+        })
+        .await;
+    let response = match result {
+        Ok(r) => r.into_inner(),
+        Err(status) if status.code() == Code::FailedPrecondition => {
+            *mirror = snapshot(agent, desired(ctx).await?).await?;
+            return Ok(None);
+        }
+        Err(status) => return Err(status.into()),
+    };
+    let applied = Mirror {
+        revision: changes.revision,
+        config_revision: mirror.config_revision,
+        core_config: mirror.core_config.clone(),
+        users: next,
+    };
+    if response.digest != applied.digest() {
+        tracing::warn!(
+            revision = changes.revision,
+            "digest mismatch after changes; resending snapshot"
+        );
+        *mirror = snapshot(agent, desired(ctx).await?).await?;
+        return Ok(response.core);
+    }
+    *mirror = applied;
+    Ok(response.core)
+}
+
+/// Commits the agent's journal entries after the node's stored sequence, then
+/// acknowledges them. The sequence is stored in the usage's own transaction,
+/// so a crash between commit and acknowledgement re-delivers entries that
+/// the next collection skips: nothing is lost or counted twice.
+async fn collect_usage(
+    ctx: &NodeContext,
+    agent: &mut Agent,
+    node_id: i64,
+) -> Result<(), SessionError> {
+    loop {
+        let node = ctx.store.node(node_id).await?;
+        let response = agent
+            .collect_usage(CollectUsageRequest {
+                after_sequence: node.usage_sequence as u64,
+                max_entries: 0,
+            })
+            .await?
+            .into_inner();
+        let Some(last) = response.entries.last().map(|e| e.sequence) else {
+            if response.last_sequence < node.usage_sequence as u64 {
+                tracing::warn!(
+                    node = node_id,
+                    agent = response.last_sequence,
+                    committed = node.usage_sequence,
+                    "agent journal is behind the committed sequence (agent state reset?)"
+                );
+            }
+            return Ok(());
+        };
+        let mut per_user: BTreeMap<i64, UserUsageDelta> = BTreeMap::new();
+        let mut deltas = Vec::new();
+        for entry in &response.entries {
+            per_user.clear();
+            for u in &entry.users {
+                let Some(user_id) = user_id_from_email(&u.email) else {
+                    continue;
+                };
+                let d = per_user.entry(user_id).or_insert(UserUsageDelta {
+                    user_id,
+                    uplink: 0,
+                    downlink: 0,
+                    recorded_at: entry.recorded_at,
+                });
+                d.uplink += u.uplink.max(0);
+                d.downlink += u.downlink.max(0);
+            }
+            deltas.extend(per_user.values().cloned());
+        }
+        let batch = UsageBatch {
+            node_id,
+            after_sequence: node.usage_sequence,
+            last_sequence: last as i64,
+            coefficient: node.usage_coefficient,
+            deltas,
+        };
+        match ctx.store.apply_usage(&batch).await {
+            Ok(applied) => {
+                if !applied.status_changed.is_empty() {
+                    tracing::info!(node = node_id, users = ?applied.status_changed, "usage changed user status");
+                }
+            }
+            // Someone else committed these entries first; re-read and go on.
+            Err(StoreError::Conflict(reason)) => {
+                tracing::warn!(node = node_id, %reason, "usage batch skipped");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        agent.ack_usage(AckUsageRequest { sequence: last }).await?;
+        if response.last_sequence <= last {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `nexpoint serve`: wires the store, the PKI, the node tasks and the HTTP
+//! server, and shuts them down in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, JwtKeys, hash_password};
+use crate::config::ServeArgs;
+use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
+use crate::nodes::NodeManager;
+use crate::pki::Pki;
+use crate::store::{NewAdmin, Store, StoreError};
+
+fn random_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// The sudo admin named by NEXPOINT_SUDO_USERNAME/PASSWORD, created or given
+/// that password at every start (the environment is the source of truth).
+async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
+    let (Ok(username), Ok(password)) = (
+        std::env::var("NEXPOINT_SUDO_USERNAME"),
+        std::env::var("NEXPOINT_SUDO_PASSWORD"),
+    ) else {
+        return Ok(());
+    };
+    crate::domain::validate::username(&username)
+        .map_err(|m| anyhow::anyhow!("NEXPOINT_SUDO_USERNAME: {m}"))?;
+    anyhow::ensure!(!password.is_empty(), "NEXPOINT_SUDO_PASSWORD is empty");
+    if let Some(existing) = store.admin_by_username(&username).await? {
+        if !crate::api::verify_password(&password, &existing.hashed_password) || !existing.is_sudo {
+            let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.set_admin_password(&username, &hash, true).await?;
+        }
+        return Ok(());
+    }
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match store
+        .create_admin(NewAdmin {
+            username: &username,
+            hashed_password: &hash,
+            is_sudo: true,
+        })
+        .await
+    {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn load_core_config(store: &Store, args: &ServeArgs) -> anyhow::Result<()> {
+    let json = match &args.core_config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading core config {}", path.display()))?,
+        None if store.core_config().await?.is_some() => return Ok(()),
+        None => DEFAULT_CORE_CONFIG.to_owned(),
+    };
+    crate::domain::parse_inbounds(&json).context("core config")?;
+    store.set_core_config(&json).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = &args.database.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let store = Store::connect(&args.database.url())
+        .await
+        .context("opening the database")?;
+    let pki = Arc::new(Pki::load_or_create(data_dir).context("loading the CA")?);
+    load_core_config(&store, &args).await?;
+    ensure_env_sudo_admin(&store).await?;
+    let jwt_secret = store.setting_or_insert("jwt_secret", random_secret).await?;
+    let subscription_secret = store
+        .setting_or_insert("subscription_secret", random_secret)
+        .await?;
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+
+    let nodes = NodeManager::new(
+        store.clone(),
+        Arc::clone(&pki),
+        Duration::from_millis(args.node_sync_interval_ms.max(100)),
+    );
+    nodes.start_all().await?;
+    let state = AppState {
+        store: store.clone(),
+        jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
+        pki,
+        nodes: nodes.clone(),
+        subscription_secret: subscription_secret.into(),
+        subscription_url_prefix: args
+            .public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .into(),
+        public_url: public_url.trim_end_matches('/').into(),
+        enrollment_expire_minutes: args.enrollment_expire_minutes,
+    };
+    let app = api::router(state);
+
+    // Tests and supervisors wait for this line rather than for time to pass.
+    println!("listening on http://{local}");
+    tracing::info!(%local, backend = ?store.backend(), "control plane serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!("shutting down");
+    nodes.shutdown(Duration::from_secs(10)).await;
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now};
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: i64,
+    pub name: String,
+    pub address: String,
+    pub port: i64,
+    pub api_port: i64,
+    pub usage_coefficient: f64,
+    pub status: String,
+    pub message: Option<String>,
+    pub core_kind: Option<String>,
+    pub xray_version: Option<String>,
+    pub agent_version: Option<String>,
+    pub last_seen_at: Option<i64>,
+    pub certificate_fingerprint: Option<String>,
+    pub certificate_not_after: Option<i64>,
+    pub usage_sequence: i64,
+    pub uplink: i64,
+    pub downlink: i64,
+    pub created_at: i64,
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            address: row.try_get("address")?,
+            port: row.try_get("port")?,
+            api_port: row.try_get("api_port")?,
+            usage_coefficient: row.try_get("usage_coefficient")?,
+            status: row.try_get("status")?,
+            message: row.try_get("message")?,
+            core_kind: row.try_get("core_kind")?,
+            xray_version: row.try_get("xray_version")?,
+            agent_version: row.try_get("agent_version")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+            certificate_fingerprint: row.try_get("certificate_fingerprint")?,
+            certificate_not_after: row.try_get("certificate_not_after")?,
+            usage_sequence: row.try_get("usage_sequence")?,
+            uplink: row.try_get("uplink")?,
+            downlink: row.try_get("downlink")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, address, port, api_port, usage_coefficient, status, message, \
+    core_kind, xray_version, agent_version, last_seen_at, certificate_fingerprint, \
+    certificate_not_after, usage_sequence, uplink, downlink, created_at";
+
+#[derive(Debug)]
+pub struct NewNode {
+    pub name: String,
+    pub address: String,
+    pub port: i64,
+    pub api_port: i64,
+    pub usage_coefficient: f64,
+}
+
+/// What a node task learned about its node.
+#[derive(Debug, Default)]
+pub struct NodeHealth {
+    pub status: &'static str,
+    pub message: Option<String>,
+    pub core_kind: Option<String>,
+    pub xray_version: Option<String>,
+    pub agent_version: Option<String>,
+}
+
+impl Store {
+    /// Creates a node waiting for enrollment with the given one-time token
+    /// hash; with `host_tags`, also a host per inbound tag at the node's address.
+    pub async fn create_node(
+        &self,
+        node: NewNode,
+        token_hash: &str,
+        token_expires_at: i64,
+        host_tags: &[String],
+    ) -> Result<Node, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let created: Node = sqlx::query_as(&format!(
+            "INSERT INTO nodes (name, name_lower, address, port, api_port, usage_coefficient, \
+             enrollment_token_hash, enrollment_expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        ))
+        .bind(&node.name)
+        .bind(node.name.to_lowercase())
+        .bind(&node.address)
+        .bind(node.port)
+        .bind(node.api_port)
+        .bind(node.usage_coefficient)
+        .bind(token_hash)
+        .bind(token_expires_at)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::unique(format!(
+            "Node \"{}\" already exists",
+            node.name
+        )))?;
+        for tag in host_tags {
+            super::hosts::insert_node_host(&mut tx, tag, &created).await?;
+        }
+        tx.commit().await?;
+        self.hosts_cache.clear();
+        Ok(created)
+    }
+
+    /// The node a still-valid enrollment token belongs to.
+    pub async fn node_by_enrollment_token(&self, token_hash: &str) -> Result<Node, StoreError> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM nodes WHERE enrollment_token_hash = $1 \
+             AND enrollment_expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Stores the issued certificate and consumes the token, only if the token
+    /// is still unused: two concurrent enrollments cannot both succeed.
+    pub async fn complete_enrollment(
+        &self,
+        node_id: i64,
+        token_hash: &str,
+        certificate_pem: &str,
+        fingerprint: &str,
+        not_after: i64,
+    ) -> Result<Node, StoreError> {
+        sqlx::query_as(&format!(
+            "UPDATE nodes SET certificate_pem = $1, certificate_fingerprint = $2, \
+             certificate_not_after = $3, enrollment_token_hash = NULL, \
+             enrollment_expires_at = NULL, message = NULL, \
+             status = CASE WHEN status = 'disabled' THEN status ELSE 'connecting' END \
+             WHERE id = $4 AND enrollment_token_hash = $5 RETURNING {COLUMNS}"
+        ))
+        .bind(certificate_pem)
+        .bind(fingerprint)
+        .bind(not_after)
+        .bind(node_id)
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM nodes ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn node(&self, id: i64) -> Result<Node, StoreError> {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM nodes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn delete_node(&self, id: i64) -> Result<Node, StoreError> {
+        let deleted = sqlx::query_as(&format!(
+            "DELETE FROM nodes WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound);
+        // Its hosts went with it (ON DELETE CASCADE).
+        self.hosts_cache.clear();
+        deleted
+    }
+
+    /// Records what a node task saw; a disabled node keeps its status (a task
+    /// stopping as it is disabled must not mark it connected again).
+    pub async fn set_node_health(&self, id: i64, health: NodeHealth) -> Result<(), StoreError> {
+        let seen = (health.status == "connected").then(now);
+        sqlx::query(
+            "UPDATE nodes SET status = $1, message = $2, \
+             core_kind = COALESCE($3, core_kind), xray_version = COALESCE($4, xray_version), \
+             agent_version = COALESCE($5, agent_version), \
+             last_seen_at = COALESCE($6, last_seen_at) WHERE id = $7 AND status <> 'disabled'",
+        )
+        .bind(health.status)
+        .bind(health.message)
+        .bind(health.core_kind)
+        .bind(health.xray_version)
+        .bind(health.agent_version)
+        .bind(seen)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A partial change to a node: `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct NodeUpdate {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<i64>,
+    pub api_port: Option<i64>,
+    pub usage_coefficient: Option<f64>,
+    /// Some(true) disables the node; Some(false) re-enables a disabled one.
+    pub disabled: Option<bool>,
+}
+
+/// Traffic through one node over a period, as users were billed for it
+/// (scaled by the node's usage coefficient).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeUsage {
+    pub node_id: i64,
+    pub node_name: String,
+    pub used_traffic: i64,
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for NodeUsage {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            node_id: row.try_get("id")?,
+            node_name: row.try_get("name")?,
+            used_traffic: row.try_get("used_traffic")?,
+        })
+    }
+}
+
+impl Store {
+    /// Applies `update` and returns the node before and after it. Hosts the
+    /// node added for itself follow a new address.
+    pub async fn update_node(
+        &self,
+        id: i64,
+        update: NodeUpdate,
+    ) -> Result<(Node, Node), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before: Node = sqlx::query_as(&format!("SELECT {COLUMNS} FROM nodes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let conflict = format!(
+            "Node \"{}\" already exists",
+            update.name.as_deref().unwrap_or_default()
+        );
+        let after: Node = sqlx::query_as(&format!(
+            "UPDATE nodes SET name = COALESCE($1, name), name_lower = COALESCE($2, name_lower), \
+             address = COALESCE($3, address), port = COALESCE($4, port), \
+             api_port = COALESCE($5, api_port), \
+             usage_coefficient = COALESCE($6, usage_coefficient), \
+             message = CASE WHEN $7 = 1 OR ($7 = 0 AND status = 'disabled') THEN NULL \
+                       ELSE message END, \
+             status = CASE WHEN $7 = 1 THEN 'disabled' \
+                      WHEN $7 = 0 AND status = 'disabled' THEN 'connecting' ELSE status END \
+             WHERE id = $8 RETURNING {COLUMNS}"
+        ))
+        .bind(&update.name)
+        .bind(update.name.as_deref().map(str::to_lowercase))
+        .bind(&update.address)
+        .bind(update.port)
+        .bind(update.api_port)
+        .bind(update.usage_coefficient)
+        .bind(update.disabled.map(i64::from))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::unique(conflict))?;
+        if before.address != after.address {
+            super::hosts::follow_node_address(&mut tx, id, &before.address, &after.address).await?;
+        }
+        tx.commit().await?;
+        self.hosts_cache.clear();
+        Ok((before, after))
+    }
+
+    /// Traffic per existing node between two unix times (hour rows whose
+    /// hour starts within `[start, end]`), every node listed.
+    pub async fn nodes_usage(&self, start: i64, end: i64) -> Result<Vec<NodeUsage>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.id, n.name, CAST(COALESCE(SUM(u.used_traffic), 0) AS BIGINT) AS used_traffic \
+             FROM nodes n LEFT JOIN node_user_usages u \
+             ON u.node_id = n.id AND u.hour >= $1 AND u.hour <= $2 \
+             GROUP BY n.id, n.name ORDER BY n.id",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One user's traffic per existing node between two unix times, every
+    /// node listed.
+    pub async fn user_usage_by_node(
+        &self,
+        user_id: i64,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<NodeUsage>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.id, n.name, CAST(COALESCE(SUM(u.used_traffic), 0) AS BIGINT) AS used_traffic \
+             FROM nodes n LEFT JOIN node_user_usages u \
+             ON u.node_id = n.id AND u.user_id = $1 AND u.hour >= $2 AND u.hour <= $3 \
+             GROUP BY n.id, n.name ORDER BY n.id",
+        )
+        .bind(user_id)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,514 @@
+//! Read-modify-write of users: the row is read and locked, the caller (the
+//! API, through the domain rules) changes it, and it is written back under a
+//! new revision, all in one transaction. A change that fails writes nothing.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::users::{SELECT, by_id, json_text};
+use super::{Backend, Store, StoreError, User, revision};
+use crate::domain::{Account, ResetStrategy, UserStatus};
+
+/// A transaction that reads users and writes them back, with the revision
+/// its changes carry.
+///
+/// Locks are taken in an order that cannot deadlock. On SQLite the
+/// transaction holds the write lock from its start (`begin_write`): a read
+/// snapshot could not be upgraded once another writer committed. On
+/// PostgreSQL the user rows are locked first (`FOR UPDATE`) and the revision
+/// row last, the order usage ingestion takes them in.
+pub(crate) struct UserWrite {
+    pub(crate) tx: Transaction<'static, Any>,
+    backend: Backend,
+    revision: Option<i64>,
+}
+
+impl UserWrite {
+    pub(crate) async fn begin(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx: store.begin_write().await?,
+            backend: store.backend,
+            revision: None,
+        })
+    }
+
+    /// Appended to a SELECT from `users u`: locks the rows it reads.
+    pub(crate) fn lock(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE OF u",
+            // The write lock is already held.
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// The new revision, bumped once per transaction.
+    pub(crate) async fn revision(&mut self) -> Result<i64, StoreError> {
+        if let Some(revision) = self.revision {
+            return Ok(revision);
+        }
+        let revision = revision::bump(&mut self.tx).await?;
+        self.revision = Some(revision);
+        Ok(revision)
+    }
+
+    /// Dropping the transaction instead rolls everything back, revision
+    /// included.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Writes every column of `user` a change may touch (not its id, name or
+/// creation time) under `revision`.
+async fn write_row(
+    tx: &mut Transaction<'_, Any>,
+    user: &User,
+    revision: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE users SET status = $1, proxies = $2, excluded_inbounds = $3, used_traffic = $4, \
+         lifetime_used_traffic = $5, data_limit = $6, data_limit_reset_strategy = $7, \
+         expire = $8, note = $9, admin_id = $10, on_hold_expire_duration = $11, \
+         on_hold_timeout = $12, auto_delete_in_days = $13, sub_revoked_at = $14, \
+         next_plan = $15, last_status_change = $16, last_usage_reset_at = $17, online_at = $18, \
+         edit_at = $19, revision = $20 WHERE id = $21",
+    )
+    .bind(user.status.as_str())
+    .bind(json_text(&user.proxies))
+    .bind(json_text(&user.excluded_inbounds))
+    .bind(user.used_traffic)
+    .bind(user.lifetime_used_traffic)
+    .bind(user.data_limit)
+    .bind(user.data_limit_reset_strategy.as_str())
+    .bind(user.expire)
+    .bind(&user.note)
+    .bind(user.admin_id)
+    .bind(user.on_hold_expire_duration)
+    .bind(user.on_hold_timeout)
+    .bind(user.auto_delete_in_days)
+    .bind(user.sub_revoked_at)
+    .bind(user.next_plan.as_ref().map(json_text))
+    .bind(user.last_status_change)
+    .bind(user.last_usage_reset_at)
+    .bind(user.online_at)
+    .bind(user.edit_at)
+    .bind(revision)
+    .bind(user.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes users and leaves a tombstone per user under `revision`, so nodes
+/// drop them with a change set.
+pub(crate) async fn remove(
+    tx: &mut Transaction<'_, Any>,
+    revision: i64,
+    users: &[User],
+) -> Result<(), StoreError> {
+    for chunk in users.chunks(CHUNK) {
+        let values = (1..=chunk.len())
+            .map(|i| format!("($1, ${})", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO user_tombstones (revision, email) VALUES {values}");
+        let mut insert = sqlx::query(&sql).bind(revision);
+        for user in chunk {
+            insert = insert.bind(user.email());
+        }
+        insert.execute(&mut **tx).await?;
+        let ids = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("DELETE FROM users WHERE id IN ({ids})");
+        let mut delete = sqlx::query(&sql);
+        for user in chunk {
+            delete = delete.bind(user.id);
+        }
+        delete.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement, well under SQLite's 32,766 parameters.
+const CHUNK: usize = 500;
+
+/// Which users an operation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Anyone,
+    /// Only the users of this admin id.
+    Admin(i64),
+}
+
+impl Owner {
+    /// A `WHERE` condition on `u.admin_id`, `$n` being the next placeholder.
+    fn condition(self, n: usize) -> String {
+        match self {
+            Owner::Anyone => String::new(),
+            Owner::Admin(_) => format!(" AND u.admin_id = ${n}"),
+        }
+    }
+
+    fn id(self) -> Option<i64> {
+        match self {
+            Owner::Anyone => None,
+            Owner::Admin(id) => Some(id),
+        }
+    }
+}
+
+/// Users whose expiry lies in `[after, before]` and who are out of the
+/// cores because of it: expired, or limited (a limited user keeps that
+/// status when its expiry passes too).
+fn expired_sql(owner: Owner, lock: &str) -> String {
+    format!(
+        "{SELECT} WHERE u.status IN ('expired', 'limited') AND u.expire > 0 \
+         AND u.expire >= $1 AND u.expire <= $2{} ORDER BY u.username_lower{lock}",
+        owner.condition(3)
+    )
+}
+
+const ACCOUNT_COLUMNS: &str = "u.id, u.status, u.used_traffic, \
+    u.lifetime_used_traffic, u.data_limit, u.expire, u.data_limit_reset_strategy, \
+    u.last_usage_reset_at, u.created_at, u.on_hold_expire_duration, u.on_hold_timeout, \
+    u.next_plan, u.online_at, u.auto_delete_in_days, u.last_status_change";
+
+fn decode_err(column: &str, e: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: e.to_string().into(),
+    }
+}
+
+/// (id, account) of a row of [`ACCOUNT_COLUMNS`].
+fn account_row(row: &AnyRow) -> Result<(i64, Account), sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let strategy: String = row.try_get("data_limit_reset_strategy")?;
+    let next_plan: Option<String> = row.try_get("next_plan")?;
+    let account = Account {
+        status: UserStatus::parse(&status).ok_or_else(|| decode_err("status", &status))?,
+        used_traffic: row.try_get("used_traffic")?,
+        lifetime_used_traffic: row.try_get("lifetime_used_traffic")?,
+        data_limit: row.try_get("data_limit")?,
+        expire: row.try_get("expire")?,
+        data_limit_reset_strategy: ResetStrategy::parse(&strategy)
+            .ok_or_else(|| decode_err("data_limit_reset_strategy", &strategy))?,
+        last_usage_reset_at: row.try_get("last_usage_reset_at")?,
+        created_at: row.try_get("created_at")?,
+        on_hold_expire_duration: row.try_get("on_hold_expire_duration")?,
+        on_hold_timeout: row.try_get("on_hold_timeout")?,
+        next_plan: next_plan
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| decode_err("next_plan", e))?,
+        online_at: row.try_get("online_at")?,
+        auto_delete_in_days: row.try_get("auto_delete_in_days")?,
+        last_status_change: row.try_get("last_status_change")?,
+    };
+    Ok((row.try_get("id")?, account))
+}
+
+/// A column's new value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Cell {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// The lifecycle columns whose value differs from `before` to `after`,
+/// with their new values.
+fn account_diff(before: &Account, after: &Account) -> Vec<(&'static str, Cell)> {
+    let mut diff = Vec::new();
+    let mut int = |column, old: Option<i64>, new: Option<i64>| {
+        if old != new {
+            diff.push((column, Cell::Int(new)));
+        }
+    };
+    int(
+        "used_traffic",
+        Some(before.used_traffic),
+        Some(after.used_traffic),
+    );
+    int(
+        "lifetime_used_traffic",
+        Some(before.lifetime_used_traffic),
+        Some(after.lifetime_used_traffic),
+    );
+    int("data_limit", before.data_limit, after.data_limit);
+    int("expire", before.expire, after.expire);
+    int(
+        "last_usage_reset_at",
+        before.last_usage_reset_at,
+        after.last_usage_reset_at,
+    );
+    int(
+        "on_hold_expire_duration",
+        before.on_hold_expire_duration,
+        after.on_hold_expire_duration,
+    );
+    int(
+        "on_hold_timeout",
+        before.on_hold_timeout,
+        after.on_hold_timeout,
+    );
+    int("online_at", before.online_at, after.online_at);
+    int(
+        "auto_delete_in_days",
+        before.auto_delete_in_days,
+        after.auto_delete_in_days,
+    );
+    int(
+        "last_status_change",
+        before.last_status_change,
+        after.last_status_change,
+    );
+    if before.status != after.status {
+        diff.push(("status", Cell::Text(Some(after.status.as_str().into()))));
+    }
+    if before.data_limit_reset_strategy != after.data_limit_reset_strategy {
+        let strategy = after.data_limit_reset_strategy.as_str().into();
+        diff.push(("data_limit_reset_strategy", Cell::Text(Some(strategy))));
+    }
+    if before.next_plan != after.next_plan {
+        diff.push((
+            "next_plan",
+            Cell::Text(after.next_plan.as_ref().map(json_text)),
+        ));
+    }
+    diff
+}
+
+/// Writes the changed columns of many users. Users changed the same way (a
+/// bulk reset: usage to 0, a new period from now) share one statement per
+/// chunk of ids. `revision` goes to the rows whose status changed.
+async fn write_diffs(
+    tx: &mut Transaction<'_, Any>,
+    diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>>,
+    revision: Option<i64>,
+) -> Result<(), StoreError> {
+    for (diff, ids) in diffs {
+        let mut sets: Vec<String> = diff
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| format!("{column} = ${}", i + 1))
+            .collect();
+        let revision = revision.filter(|_| diff.iter().any(|(c, _)| *c == "status"));
+        if revision.is_some() {
+            sets.push(format!("revision = ${}", sets.len() + 1));
+        }
+        let first_id = sets.len() + 1;
+        for chunk in ids.chunks(CHUNK) {
+            let placeholders = (0..chunk.len())
+                .map(|i| format!("${}", first_id + i))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE users SET {} WHERE id IN ({placeholders})",
+                sets.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (_, cell) in &diff {
+                query = match cell {
+                    Cell::Int(v) => query.bind(*v),
+                    Cell::Text(v) => query.bind(v.clone()),
+                };
+            }
+            if let Some(revision) = revision {
+                query = query.bind(revision);
+            }
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Reads the user (locked), lets `change` edit it, and writes it back
+    /// under a new revision, in one transaction. When `change` fails nothing
+    /// is written. A user that does not exist is `StoreError::NotFound`.
+    pub async fn update_user<E>(
+        &self,
+        username: &str,
+        change: impl FnOnce(&mut User) -> Result<(), E>,
+    ) -> Result<User, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut write = UserWrite::begin(self).await?;
+        let mut user = lock_user(&mut write, username).await?;
+        change(&mut user)?;
+        Ok(save(write, &user).await?)
+    }
+
+    /// Applies `change` to the lifecycle state of every user (optionally
+    /// only one admin's) in one transaction. Users whose status changed
+    /// carry one new revision, so nodes add or drop exactly them; the others
+    /// keep theirs. Returns how many users changed status.
+    pub async fn update_accounts(
+        &self,
+        owner: Owner,
+        mut change: impl FnMut(&mut Account),
+    ) -> Result<usize, StoreError> {
+        let mut write = UserWrite::begin(self).await?;
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE 1 = 1{} ORDER BY u.id{}",
+            owner.condition(1),
+            write.lock()
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(id) = owner.id() {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&mut *write.tx).await?;
+        let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
+        let mut status_changed = 0;
+        for row in &rows {
+            let (id, before) = account_row(row)?;
+            let mut after = before.clone();
+            change(&mut after);
+            let diff = account_diff(&before, &after);
+            if diff.is_empty() {
+                continue;
+            }
+            if after.status != before.status {
+                status_changed += 1;
+            }
+            diffs.entry(diff).or_default().push(id);
+        }
+        let revision = if status_changed > 0 {
+            Some(write.revision().await?)
+        } else {
+            None
+        };
+        write_diffs(&mut write.tx, diffs, revision).await?;
+        write.commit().await?;
+        Ok(status_changed)
+    }
+
+    /// Usernames of the expired users whose expiry lies in `[after, before]`
+    /// (see [`expired_sql`]), by name.
+    pub async fn expired_users(
+        &self,
+        owner: Owner,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let sql = expired_sql(owner, "");
+        let mut query = sqlx::query_as(&sql).bind(after).bind(before);
+        if let Some(id) = owner.id() {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Deletes the users [`Store::expired_users`] lists, with their
+    /// tombstones under one revision, in one transaction; returns them.
+    pub async fn delete_expired_users(
+        &self,
+        owner: Owner,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut write = UserWrite::begin(self).await?;
+        let sql = expired_sql(owner, write.lock());
+        let mut query = sqlx::query_as(&sql).bind(after).bind(before);
+        if let Some(id) = owner.id() {
+            query = query.bind(id);
+        }
+        let users: Vec<User> = query.fetch_all(&mut *write.tx).await?;
+        if users.is_empty() {
+            return Ok(users);
+        }
+        let revision = write.revision().await?;
+        remove(&mut write.tx, revision, &users).await?;
+        write.commit().await?;
+        Ok(users)
+    }
+}
+
+async fn lock_user(write: &mut UserWrite, username: &str) -> Result<User, StoreError> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE u.username_lower = $1{}",
+        write.lock()
+    ))
+    .bind(username.to_lowercase())
+    .fetch_optional(&mut *write.tx)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+async fn save(mut write: UserWrite, user: &User) -> Result<User, StoreError> {
+    let revision = write.revision().await?;
+    write_row(&mut write.tx, user, revision).await?;
+    let saved = by_id(&mut write.tx, user.id).await?;
+    write.commit().await?;
+    Ok(saved)
+}
+
+/// The lifecycle consequences of traffic already added to `used_traffic`
+/// (by usage ingestion, additively): crossing the quota limits a user or
+/// fires its next plan, first traffic starts an on-hold plan. Changed
+/// columns are written back; users whose status changed carry one new
+/// revision, taken after the user rows (the shared lock order). Returns
+/// the users whose status changed.
+pub(crate) async fn apply_traffic(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    bytes_by_user: &BTreeMap<i64, i64>,
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let ids: Vec<i64> = bytes_by_user.keys().copied().collect();
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE OF u",
+        Backend::Sqlite => "",
+    };
+    let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
+    let mut status_changed = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.id IN ({placeholders}){lock}");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let (id, stored) = account_row(&row)?;
+            let bytes = bytes_by_user[&id];
+            // Replay the traffic through the rules from the state before it.
+            let mut before = stored.clone();
+            before.used_traffic = before.used_traffic.saturating_sub(bytes);
+            before.lifetime_used_traffic = before.lifetime_used_traffic.saturating_sub(bytes);
+            let mut after = before;
+            after.record_usage(bytes, now);
+            // Ingestion already set when the user was last seen.
+            after.online_at = stored.online_at;
+            let diff = account_diff(&stored, &after);
+            if diff.is_empty() {
+                continue;
+            }
+            if after.status != stored.status {
+                status_changed.push(id);
+            }
+            diffs.entry(diff).or_default().push(id);
+        }
+    }
+    let revision = if status_changed.is_empty() {
+        None
+    } else {
+        Some(revision::bump(tx).await?)
+    };
+    write_diffs(tx, diffs, revision).await?;
+    Ok(status_changed)
+}

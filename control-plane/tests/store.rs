@@ -1,0 +1,279 @@
+//! The store's behaviour, run against SQLite and PostgreSQL alike.
+//! PostgreSQL comes from NEXPOINT_TEST_POSTGRES_URL (default: the local
+//! server with trust auth); each test creates and drops its own database.
+
+use std::collections::BTreeMap;
+
+use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
+use nexpoint::store::{NewNode, NewUser, Store, StoreError, UsageBatch, UserUsageDelta};
+mod common;
+
+fn new_user(name: &str) -> NewUser {
+    let mut proxies: Proxies = serde_json::from_str(r#"{"vmess": {}}"#).unwrap();
+    proxies.fill_missing_credentials();
+    NewUser {
+        username: name.into(),
+        status: UserStatus::Active,
+        proxies,
+        excluded_inbounds: BTreeMap::new(),
+        data_limit: None,
+        data_limit_reset_strategy: ResetStrategy::NoReset,
+        expire: None,
+        note: None,
+        admin_id: None,
+        on_hold_expire_duration: None,
+        on_hold_timeout: None,
+        auto_delete_in_days: None,
+    }
+}
+
+async fn new_node(store: &Store, name: &str) -> i64 {
+    store
+        .create_node(
+            NewNode {
+                name: name.into(),
+                address: "127.0.0.1".into(),
+                port: 1,
+                api_port: 2,
+                usage_coefficient: 1.0,
+            },
+            &format!("hash-{name}"),
+            i64::MAX,
+            &["VMess TCP".into()],
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+async fn user_writes_bump_the_revision_and_leave_tombstones(store: &Store) {
+    let start = store.current_revision().await.unwrap();
+    let alice = store.create_user(new_user("alice")).await.unwrap();
+    assert!(store.current_revision().await.unwrap() > start);
+    let conflict = store.create_user(new_user("ALICE")).await.unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict:?}");
+
+    let changes = store.user_changes_since(start).await.unwrap();
+    assert_eq!(changes.changed.len(), 1);
+    assert_eq!(changes.changed[0].username, "alice");
+    let after_create = changes.revision;
+
+    store.delete_user("Alice").await.unwrap();
+    let changes = store.user_changes_since(after_create).await.unwrap();
+    assert!(changes.changed.is_empty());
+    assert_eq!(changes.deleted_emails, vec![alice.email()]);
+    assert!(matches!(
+        store.delete_user("alice").await,
+        Err(StoreError::NotFound)
+    ));
+}
+both_backends!(user_writes_bump_the_revision_and_leave_tombstones);
+
+async fn usage_is_committed_once_per_sequence(store: &Store) {
+    let node = new_node(store, "n1").await;
+    let mut limited = new_user("bob");
+    limited.data_limit = Some(1_000);
+    let bob = store.create_user(limited).await.unwrap();
+    let batch = UsageBatch {
+        node_id: node,
+        after_sequence: 0,
+        last_sequence: 3,
+        coefficient: 2.0,
+        deltas: vec![
+            UserUsageDelta {
+                user_id: bob.id,
+                uplink: 100,
+                downlink: 200,
+                recorded_at: 7_200,
+            },
+            UserUsageDelta {
+                user_id: bob.id,
+                uplink: 1,
+                downlink: 2,
+                recorded_at: 7_300,
+            },
+        ],
+    };
+    let applied = store.apply_usage(&batch).await.unwrap();
+    assert!(applied.status_changed.is_empty());
+    let bob_now = store.user_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(bob_now.used_traffic, 606);
+    assert_eq!(bob_now.lifetime_used_traffic, 606);
+    assert_eq!(bob_now.online_at, Some(7_300));
+    let n = store.node(node).await.unwrap();
+    assert_eq!((n.usage_sequence, n.uplink, n.downlink), (3, 101, 202));
+
+    // Re-delivery of the same entries (a crash before the acknowledgement).
+    let again = store.apply_usage(&batch).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)));
+    assert_eq!(
+        store
+            .user_by_username("bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_traffic,
+        606
+    );
+
+    // Crossing the limit limits the user and bumps the revision.
+    let before = store.current_revision().await.unwrap();
+    let next = UsageBatch {
+        after_sequence: 3,
+        last_sequence: 4,
+        deltas: vec![UserUsageDelta {
+            user_id: bob.id,
+            uplink: 0,
+            downlink: 300,
+            recorded_at: 7_400,
+        }],
+        ..batch
+    };
+    let applied = store.apply_usage(&next).await.unwrap();
+    assert_eq!(applied.status_changed, vec![bob.id]);
+    let bob_now = store.user_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(bob_now.status, UserStatus::Limited);
+    let changes = store.user_changes_since(before).await.unwrap();
+    assert_eq!(changes.changed.len(), 1);
+    assert_eq!(changes.changed[0].status, UserStatus::Limited);
+}
+both_backends!(usage_is_committed_once_per_sequence);
+
+async fn enrollment_tokens_work_once(store: &Store) {
+    let id = new_node(store, "edge").await;
+    let node = store.node_by_enrollment_token("hash-edge").await.unwrap();
+    assert_eq!(node.id, id);
+    store
+        .complete_enrollment(id, "hash-edge", "PEM", "fp", 99)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.node_by_enrollment_token("hash-edge").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .complete_enrollment(id, "hash-edge", "PEM2", "fp2", 99)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let node = store.node(id).await.unwrap();
+    assert_eq!(node.certificate_fingerprint.as_deref(), Some("fp"));
+    assert!(matches!(
+        store
+            .create_node(
+                NewNode {
+                    name: "EDGE".into(),
+                    address: "x".into(),
+                    port: 1,
+                    api_port: 1,
+                    usage_coefficient: 1.0
+                },
+                "other",
+                0,
+                &[]
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.enabled_hosts().await.unwrap().len(), 1);
+    store.delete_node(id).await.unwrap();
+    assert!(store.enabled_hosts().await.unwrap().is_empty());
+}
+both_backends!(enrollment_tokens_work_once);
+
+async fn core_config_changes_bump_the_revision_once(store: &Store) {
+    let r1 = store.set_core_config(r#"{"inbounds": []}"#).await.unwrap();
+    let r2 = store.set_core_config(r#"{"inbounds": []}"#).await.unwrap();
+    assert_eq!(r1, r2);
+    let r3 = store.set_core_config(r#"{"inbounds": [ ]}"#).await.unwrap();
+    assert!(r3 > r2);
+    assert_eq!(
+        store.core_config().await.unwrap(),
+        Some((r#"{"inbounds": [ ]}"#.to_owned(), r3))
+    );
+    let a = store
+        .setting_or_insert("k", || "first".into())
+        .await
+        .unwrap();
+    let b = store
+        .setting_or_insert("k", || "second".into())
+        .await
+        .unwrap();
+    assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
+}
+both_backends!(core_config_changes_bump_the_revision_once);
+
+async fn traffic_follows_the_lifecycle_rules(store: &Store) {
+    let node = new_node(store, "n-rules").await;
+    let mut planned = new_user("planned");
+    planned.data_limit = Some(1_000);
+    let planned = store.create_user(planned).await.unwrap();
+    store
+        .update_user("planned", |u| {
+            u.next_plan = Some(
+                serde_json::from_value(serde_json::json!({
+                    "data_limit": 5_000, "expire": 0,
+                    "add_remaining_traffic": false, "fire_on_either": true
+                }))
+                .unwrap(),
+            );
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+    let mut held = new_user("held");
+    held.status = UserStatus::OnHold;
+    held.on_hold_expire_duration = Some(86_400);
+    let held = store.create_user(held).await.unwrap();
+
+    let before = store.current_revision().await.unwrap();
+    let applied = store
+        .apply_usage(&UsageBatch {
+            node_id: node,
+            after_sequence: 0,
+            last_sequence: 1,
+            coefficient: 1.0,
+            deltas: vec![
+                UserUsageDelta {
+                    user_id: planned.id,
+                    uplink: 600,
+                    downlink: 600,
+                    recorded_at: 3_600,
+                },
+                UserUsageDelta {
+                    user_id: held.id,
+                    uplink: 1,
+                    downlink: 1,
+                    recorded_at: 3_600,
+                },
+            ],
+        })
+        .await
+        .unwrap();
+
+    // Crossing the quota fired the next plan: fresh usage, the new limit,
+    // still served, the plan consumed; lifetime keeps everything.
+    let planned = store.user_by_username("planned").await.unwrap().unwrap();
+    assert_eq!(planned.status, UserStatus::Active);
+    assert_eq!(planned.used_traffic, 0);
+    assert_eq!(planned.lifetime_used_traffic, 1_200);
+    assert_eq!(planned.data_limit, Some(5_000));
+    assert!(planned.next_plan.is_none());
+
+    // First traffic started the on-hold plan.
+    let held_now = store.user_by_username("held").await.unwrap().unwrap();
+    assert_eq!(held_now.status, UserStatus::Active);
+    let expire = held_now.expire.unwrap();
+    assert!(
+        (expire - nexpoint::store::now() - 86_400).abs() < 60,
+        "{expire}"
+    );
+    assert_eq!(applied.status_changed, vec![held.id]);
+    let changes = store.user_changes_since(before).await.unwrap();
+    assert_eq!(
+        changes.changed.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![held.id]
+    );
+}
+both_backends!(traffic_follows_the_lifecycle_rules);

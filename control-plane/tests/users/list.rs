@@ -1,0 +1,72 @@
+//! The users list: filters, search, sort lists, pages.
+
+use crate::fixtures::*;
+use crate::on_both;
+
+async fn list_filters_sorts_and_pages(app: &App) {
+    let (root, reseller) = seed(app).await;
+    let get = |q: &'static str, token: String| async move {
+        let (status, body) = app
+            .json("GET", &format!("/api/users{q}"), Some(&token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{q}: {body}");
+        body
+    };
+    let all = get("", root.clone()).await;
+    assert_eq!(all["total"], 5);
+    assert_eq!(
+        usernames(&all),
+        ["Alpha", "bravo", "charlie", "delta", "echo"]
+    );
+
+    let page = get("?offset=1&limit=2&sort=-username", root.clone()).await;
+    assert_eq!(page["total"], 5);
+    assert_eq!(usernames(&page), ["delta", "charlie"]);
+
+    let by_limit = get("?sort=data_limit", root.clone()).await;
+    assert_eq!(
+        usernames(&by_limit),
+        ["echo", "delta", "charlie", "bravo", "Alpha"]
+    );
+    // No expiry sorts after every date ascending, first descending.
+    let by_expire = get("?sort=-expire,username", root.clone()).await;
+    assert_eq!(usernames(&by_expire)[0], "charlie");
+    let by_expire = get("?sort=expire", root.clone()).await;
+    assert_eq!(usernames(&by_expire)[4], "charlie");
+
+    let named = get("?username=ALPHA&username=echo", root.clone()).await;
+    assert_eq!(usernames(&named), ["Alpha", "echo"]);
+    let search = get("?search=vip", root.clone()).await;
+    assert_eq!(usernames(&search), ["delta"]);
+    // LIKE metacharacters are literal.
+    assert_eq!(
+        usernames(&get("?search=100%25", root.clone()).await),
+        ["delta"]
+    );
+    assert_eq!(get("?search=%25_", root.clone()).await["total"], 0);
+    let by_admin = get("?admin=reseller", root.clone()).await;
+    assert_eq!(usernames(&by_admin), ["bravo", "delta"]);
+    assert_eq!(get("?status=active", root.clone()).await["total"], 5);
+    assert_eq!(get("?status=limited", root.clone()).await["total"], 0);
+
+    // A non-sudo admin sees only its own users, whatever it asks for.
+    let own = get("?admin=root", reseller.clone()).await;
+    assert_eq!(usernames(&own), ["bravo", "delta"]);
+
+    for bad in [
+        "?sort=password",
+        "?status=deleted",
+        "?offset=-1",
+        "?limit=abc",
+        "?limit=-5",
+    ] {
+        let (status, body) = app
+            .json("GET", &format!("/api/users{bad}"), Some(&root), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body["detail"].is_object(), "{bad}: {body}");
+    }
+    let (status, _) = app.json("GET", "/api/users", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+on_both!(list_filters_sorts_and_pages);

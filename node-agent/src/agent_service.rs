@@ -1,0 +1,167 @@
+//! The Agent gRPC service: thin mapping from requests to [`Node`] calls and
+//! from errors to statuses.
+//!
+//! Error mapping (what the control plane sees):
+//! - INVALID_ARGUMENT: the template is not valid JSON, or the core itself
+//!   rejected the rendered config (`core rejected the config: <core's line>`,
+//!   from `core -test`); the running core is untouched.
+//! - FAILED_PRECONDITION: ApplyChanges on the wrong base revision or before any
+//!   snapshot; the core binary is missing or unidentifiable; or a new template
+//!   passed the test but the core failed to start with it
+//!   (`core failed to start: <core's line>`; the previous config is restored).
+//! - INTERNAL: the applied state could not be persisted.
+//!
+//! In every case GetCoreStatus / Health show the core's line in `last_error`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use nexpoint_proto::agent::agent_server::Agent;
+use nexpoint_proto::agent::{
+    AckUsageRequest, AckUsageResponse, ApplyResponse, ChangeSet, CollectUsageRequest,
+    CollectUsageResponse, CoreStatus, CoreStatusRequest, HealthRequest, HealthResponse, LogLine,
+    Snapshot, StreamLogsRequest,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::core_supervisor::CoreError;
+use crate::node::{ApplyError, Node};
+
+pub struct AgentService {
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+}
+
+impl AgentService {
+    /// `shutdown` ends open log streams, so a graceful stop is not held up
+    /// by a client that follows the logs.
+    pub fn new(node: Arc<Node>, shutdown: CancellationToken) -> Self {
+        Self { node, shutdown }
+    }
+}
+
+impl From<ApplyError> for Status {
+    fn from(error: ApplyError) -> Self {
+        let message = error.to_string();
+        match error {
+            ApplyError::Template(_) | ApplyError::Core(CoreError::Rejected(_)) => {
+                Status::invalid_argument(message)
+            }
+            ApplyError::RevisionMismatch { .. }
+            | ApplyError::NoSnapshot
+            | ApplyError::Core(CoreError::Unusable(_) | CoreError::StartFailed(_)) => {
+                Status::failed_precondition(message)
+            }
+            ApplyError::Core(CoreError::WriteConfig { .. })
+            | ApplyError::Port(_)
+            | ApplyError::Persist(_) => {
+                tracing::error!(error = %message, "apply failed");
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogLine, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn health(
+        &self,
+        _request: Request<HealthRequest>,
+    ) -> Result<Response<HealthResponse>, Status> {
+        Ok(Response::new(self.node.health()))
+    }
+
+    async fn apply_snapshot(
+        &self,
+        request: Request<Snapshot>,
+    ) -> Result<Response<ApplyResponse>, Status> {
+        let snapshot = request.into_inner();
+        let revision = snapshot.revision;
+        let response = self.node.apply_snapshot(snapshot).await.inspect_err(|e| {
+            tracing::warn!(revision, error = %e, "snapshot not applied");
+        })?;
+        tracing::info!(revision, "snapshot applied");
+        Ok(Response::new(response))
+    }
+
+    async fn apply_changes(
+        &self,
+        request: Request<ChangeSet>,
+    ) -> Result<Response<ApplyResponse>, Status> {
+        let changes = request.into_inner();
+        let revision = changes.revision;
+        let response = self.node.apply_changes(changes).await.inspect_err(|e| {
+            tracing::warn!(revision, error = %e, "changes not applied");
+        })?;
+        tracing::info!(revision, "changes applied");
+        Ok(Response::new(response))
+    }
+
+    async fn collect_usage(
+        &self,
+        request: Request<CollectUsageRequest>,
+    ) -> Result<Response<CollectUsageResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(self.node.collect_usage(
+            request.after_sequence,
+            request.max_entries,
+        )))
+    }
+
+    async fn ack_usage(
+        &self,
+        request: Request<AckUsageRequest>,
+    ) -> Result<Response<AckUsageResponse>, Status> {
+        self.node
+            .ack_usage(request.into_inner().sequence)
+            .map_err(|e| {
+                tracing::error!(error = %e, "usage ack not persisted");
+                Status::internal(e.to_string())
+            })?;
+        Ok(Response::new(AckUsageResponse {}))
+    }
+
+    async fn get_core_status(
+        &self,
+        _request: Request<CoreStatusRequest>,
+    ) -> Result<Response<CoreStatus>, Status> {
+        Ok(Response::new(self.node.core_status()))
+    }
+
+    type StreamLogsStream = LogStream;
+
+    async fn stream_logs(
+        &self,
+        request: Request<StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let (recent, live) = if request.into_inner().include_recent {
+            self.node.logs().subscribe_with_recent()
+        } else {
+            (Vec::new(), self.node.logs().subscribe())
+        };
+        // Ends when the client goes away (tonic drops the response stream).
+        let live = futures::stream::unfold(live, |mut live| async move {
+            let line = match live.recv().await {
+                Ok(line) => line,
+                Err(RecvError::Lagged(skipped)) => LogLine {
+                    timestamp_ms: crate::core_logs::now_ms(),
+                    line: format!("[nexpoint-node] {skipped} log lines skipped (slow reader)"),
+                },
+                Err(RecvError::Closed) => return None,
+            };
+            Some((line, live))
+        });
+        let stream: LogStream = Box::pin(
+            futures::stream::iter(recent)
+                .chain(live)
+                .take_until(self.shutdown.clone().cancelled_owned())
+                .map(Ok),
+        );
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,120 @@
+//! `nexpoint-node run`: restore the core, serve the control plane over mutual
+//! TLS, read usage on an interval, and shut down in order on SIGTERM/Ctrl-C.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nexpoint_proto::agent::agent_server::AgentServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::agent_service::AgentService;
+use crate::cli::RunArgs;
+use crate::core_kind::default_core_bin;
+use crate::core_supervisor::CoreSettings;
+use crate::enroll::load_enrollment;
+use crate::node::{Backoff, Node, NodeSettings};
+use crate::state_dir::StateDir;
+use crate::tls_incoming;
+
+/// How long open requests may take to finish after the stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const CORE_READY_TIMEOUT: Duration = Duration::from_secs(15);
+const CORE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let state_dir = StateDir::new(&args.state_dir);
+    let enrollment = load_enrollment(&state_dir)?;
+    let tls = server_tls_config(&state_dir)?;
+    let core_bin = args
+        .core_bin
+        .clone()
+        .or_else(default_core_bin)
+        .unwrap_or_else(|| {
+            tracing::warn!("neither xray nor v2ray is on PATH; pass --core-bin");
+            PathBuf::from("xray")
+        });
+
+    // Bind before starting the core, so a busy port fails fast.
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+
+    let node = Node::start(NodeSettings {
+        state_dir: state_dir.clone(),
+        core: CoreSettings {
+            bin: core_bin,
+            ready_timeout: CORE_READY_TIMEOUT,
+            stop_timeout: CORE_STOP_TIMEOUT,
+        },
+        backoff: Backoff::default(),
+    })
+    .await?;
+    let usage = node.spawn_usage_loop(Duration::from_millis(args.usage_interval_ms));
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let service = AgentService::new(node.clone(), shutdown.clone());
+    let incoming = tls_incoming::incoming(listener, tls, shutdown.clone());
+    tracing::info!(node_id = enrollment.node_id, name = %enrollment.name, %addr, "serving the control plane");
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+
+    let serve = Server::builder()
+        .add_service(AgentServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let drained = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = serve => result.context("gRPC server failed")?,
+        () = drained => tracing::warn!("open requests did not finish in time; stopping anyway"),
+    }
+
+    stop(&node, usage).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stop(node: &Arc<Node>, usage: tokio::task::JoinHandle<()>) {
+    node.shutdown().await;
+    let _ = usage.await;
+}
+
+fn server_tls_config(state_dir: &StateDir) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let config = nexpoint_certs::node_server_config(
+        &read(state_dir.ca_cert())?,
+        &read(state_dir.node_cert())?,
+        &read(state_dir.node_key())?,
+        &read(state_dir.control_plane_cert())?,
+    )
+    .context("invalid node certificates")?;
+    Ok(config)
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    shutdown.cancel();
+}
