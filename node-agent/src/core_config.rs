@@ -46,6 +46,23 @@ impl Template {
         Ok(Self { json, inbounds })
     }
 
+    /// Numeric ports the template's inbounds listen on, so the API port the
+    /// agent picks never collides with one of them.
+    pub fn inbound_ports(&self) -> Vec<u16> {
+        self.json
+            .get("inbounds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|inbound| inbound.get("port"))
+            .filter_map(|port| match port {
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn clients(&self, users: &[UserSpec]) -> ClientsByTag {
         clients_by_tag(&self.inbounds, users)
     }

@@ -322,8 +322,22 @@ async fn run_config_test(
     }
 }
 
-/// A free loopback port for the core's API (bind port 0, read it, release it).
-pub fn free_loopback_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
+/// A free loopback port for the core's API (bind port 0, read it, release
+/// it), never one of `taken`: an inbound that is down at this moment (its
+/// core restarting) would otherwise find its own port held by the API.
+pub fn free_loopback_port(taken: &[u16]) -> std::io::Result<u16> {
+    // All listeners stay bound until the end, so each try gets a new port.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port outside the inbounds' ports",
+    ))
 }

@@ -322,7 +322,7 @@ impl Node {
         state: &AppliedState,
     ) -> Result<(Value, u16), ApplyError> {
         let kind = inner.core.identify().await?.kind;
-        let port = free_loopback_port().map_err(ApplyError::Port)?;
+        let port = free_loopback_port(&template.inbound_ports()).map_err(ApplyError::Port)?;
         let clients = template.clients(&state.user_list());
         Ok((template.render(&clients, kind, port), port))
     }

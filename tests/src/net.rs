@@ -1,7 +1,8 @@
 //! Ports, bounded polling and TCP readiness.
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
@@ -10,21 +11,48 @@ use tokio::time::Instant;
 /// How often [`wait_until`] polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A port that was free a moment ago on 127.0.0.1 (bind :0, read, drop).
+/// A port on 127.0.0.1 that is free now and that nothing else will be handed.
+///
+/// Ports come from below the kernel's ephemeral range, so no `bind(0)` of
+/// any process (an agent picking its core's API port, a client's outgoing
+/// connection) can take one between our check and the child's bind; a
+/// process-wide counter keeps this process's tests apart. Both TCP and UDP
+/// must be free, since shadowsocks inbounds bind both.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    let (low, high) = reserved_range();
+    let span = u32::from(high - low);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT_PORT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = low + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {low}..{high}");
 }
 
-/// `n` distinct free ports (all bound at once, so they differ).
+/// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr").port())
-        .collect()
+    (0..n).map(|_| free_port()).collect()
+}
+
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// `[20000, first ephemeral port)`, or a fixed window when the ephemeral
+/// range starts too low to leave room below it.
+fn reserved_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low >= 22000 {
+        (20000, ephemeral_low)
+    } else {
+        (10000, ephemeral_low.max(12000))
+    }
 }
 
 /// Polls `check` every [`POLL_INTERVAL`] until it returns `Ok`, for at most
