@@ -19,9 +19,11 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use nexpoint_proto::agent::agent_server::Agent;
 use nexpoint_proto::agent::{
-    AckUsageRequest, AckUsageResponse, ApplyResponse, ChangeSet, CollectUsageRequest,
-    CollectUsageResponse, CoreStatus, CoreStatusRequest, HealthRequest, HealthResponse, LogLine,
-    Snapshot, StreamLogsRequest,
+    AckUsageRequest, AckUsageResponse, ApplyResponse, BeginCertificateRotationRequest,
+    BeginCertificateRotationResponse, ChangeSet, CollectUsageRequest, CollectUsageResponse,
+    CompleteCertificateRotationRequest, CompleteCertificateRotationResponse, CoreStatus,
+    CoreStatusRequest, HealthRequest, HealthResponse, LogLine, Snapshot, StreamLogsRequest,
+    TestCoreConfigRequest, TestCoreConfigResponse,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -163,5 +165,27 @@ impl Agent for AgentService {
                 .map(Ok),
         );
         Ok(Response::new(stream))
+    }
+
+    // Being implemented (issue 4); answered UNIMPLEMENTED until then.
+    async fn test_core_config(
+        &self,
+        _request: Request<TestCoreConfigRequest>,
+    ) -> Result<Response<TestCoreConfigResponse>, Status> {
+        Err(Status::unimplemented("TestCoreConfig"))
+    }
+
+    async fn begin_certificate_rotation(
+        &self,
+        _request: Request<BeginCertificateRotationRequest>,
+    ) -> Result<Response<BeginCertificateRotationResponse>, Status> {
+        Err(Status::unimplemented("BeginCertificateRotation"))
+    }
+
+    async fn complete_certificate_rotation(
+        &self,
+        _request: Request<CompleteCertificateRotationRequest>,
+    ) -> Result<Response<CompleteCertificateRotationResponse>, Status> {
+        Err(Status::unimplemented("CompleteCertificateRotation"))
     }
 }
