@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::bundle::BundleError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("certificate generation failed: {0}")]
@@ -16,6 +18,14 @@ pub enum CertError {
         #[source]
         source: std::io::Error,
     },
+    /// A certificate that does not chain to the expected CA, is expired, or
+    /// is not issued for the expected name/purpose.
+    #[error("{what} is not valid under this CA: {reason}")]
+    NotTrusted { what: String, reason: String },
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
 }
 
 impl CertError {

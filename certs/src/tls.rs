@@ -11,14 +11,14 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
 };
 
-use crate::{CertError, fingerprint_der, parse_certificate_pem};
+use crate::{CertError, NodeCertificate, fingerprint_der, parse_certificate_pem};
 
 /// The DNS name a node's certificate is issued for and the control plane
 /// dials (as SNI), whatever address the node is reached at.
@@ -26,17 +26,17 @@ pub fn node_server_name(node_id: i64) -> String {
     format!("node-{node_id}.nexpoint.internal")
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
-fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, CertError> {
+pub(crate) fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, CertError> {
     let mut roots = RootCertStore::empty();
     roots.add(parse_certificate_pem(ca_pem)?)?;
     Ok(Arc::new(roots))
 }
 
-fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
+pub(crate) fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| CertError::Pem(format!("no private key: {e}")))
 }
@@ -56,6 +56,18 @@ pub fn node_server_config(
     node_key_pem: &str,
     pinned_control_plane_cert_pem: &str,
 ) -> Result<Arc<ServerConfig>, CertError> {
+    let certificate = NodeCertificate::new(node_cert_pem, node_key_pem)?;
+    node_server_config_with_certificate(ca_pem, certificate, pinned_control_plane_cert_pem)
+}
+
+/// [`node_server_config`] presenting whatever `certificate` currently holds:
+/// [`NodeCertificate::replace`] changes the certificate of every handshake
+/// from then on, without a restart and without touching open connections.
+pub fn node_server_config_with_certificate(
+    ca_pem: &str,
+    certificate: Arc<NodeCertificate>,
+    pinned_control_plane_cert_pem: &str,
+) -> Result<Arc<ServerConfig>, CertError> {
     let inner = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider()).build()?;
     let verifier = Arc::new(PinnedClientVerifier {
         inner,
@@ -64,10 +76,13 @@ pub fn node_server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![parse_certificate_pem(node_cert_pem)?],
-            private_key(node_key_pem)?,
-        )?;
+        .with_cert_resolver(certificate);
+    // No session resumption: a resumed session skips the certificate
+    // exchange, so after a rotation a client could go on "seeing" the old
+    // certificate, and the client certificate would not be checked again.
+    // The control plane keeps one long-lived connection per node; a full
+    // handshake per connection costs nothing that matters.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
