@@ -7,8 +7,12 @@
 //! listener when a TCP connect succeeds, a remote state when a bounded poll
 //! ([`net::wait_until`]) sees it. No fixed sleeps.
 
+pub mod agent_state;
 pub mod control_plane;
+pub mod control_plane_restart;
 pub mod core_stats;
+pub mod core_users;
+pub mod echo;
 pub mod http_server;
 pub mod links;
 pub mod net;
@@ -18,6 +22,7 @@ pub mod postgres;
 pub mod process;
 pub mod sing_box;
 pub mod socks;
+pub mod steps;
 pub mod v2ray;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions, CoreTemplate};
