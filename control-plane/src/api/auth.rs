@@ -117,21 +117,26 @@ impl FromRequestParts<AppState> for CurrentAdmin {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(unauthorized)?;
-        let claims = state.jwt.verify(token.trim()).ok_or_else(unauthorized)?;
-        let admin = state
-            .store
-            .admin_by_username(&claims.sub)
-            .await?
-            .ok_or_else(unauthorized)?;
-        // A password change invalidates every token issued before it.
-        if admin
-            .password_reset_at
-            .is_some_and(|reset| claims.iat < reset)
-        {
-            return Err(unauthorized());
-        }
-        Ok(Self(admin))
+        Ok(Self(admin_from_token(state, token).await?))
     }
+}
+
+/// The admin a bearer token stands for, if it is valid and not outdated.
+pub async fn admin_from_token(state: &AppState, token: &str) -> Result<Admin, ApiError> {
+    let claims = state.jwt.verify(token.trim()).ok_or_else(unauthorized)?;
+    let admin = state
+        .store
+        .admin_by_username(&claims.sub)
+        .await?
+        .ok_or_else(unauthorized)?;
+    // A password change invalidates every token issued before it.
+    if admin
+        .password_reset_at
+        .is_some_and(|reset| claims.iat < reset)
+    {
+        return Err(unauthorized());
+    }
+    Ok(admin)
 }
 
 /// A sudo admin. As an extractor it answers 401 or 403 before the body is

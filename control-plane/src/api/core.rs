@@ -15,6 +15,7 @@ use super::extract::Json;
 use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
+use crate::nodes::ConfigVerdict;
 use crate::store::Node;
 
 /// Marzban's CoreStats, from the nodes' reports.
@@ -84,15 +85,6 @@ pub async fn restart(
     Ok(Json(json!({})))
 }
 
-fn json_text(text: String) -> Response {
-    let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 #[utoipa::path(get, path = "/core/config", tag = "Core",
     responses((status = 200, body = Object, description = "The core config template"),
         (status = 401, body = Detail), (status = 403, body = Detail)))]
@@ -108,15 +100,37 @@ pub async fn config(State(state): State<AppState>, _: SudoAdmin) -> Result<Respo
 
 #[utoipa::path(put, path = "/core/config", tag = "Core",
     request_body(content = Object, description = "An Xray config with user-carrying inbounds"),
-    responses((status = 200, body = Object), (status = 401, body = Detail),
-        (status = 403, body = Detail), (status = 422, body = Detail)))]
-/// Replaces the template. Nodes re-render their cores from it at once; the
-/// text is stored as sent, so key order and formatting survive.
+    responses((status = 200, body = Object), (status = 400, body = Detail,
+            description = "A node's core rejected the config; the detail is the core's own error"),
+        (status = 401, body = Detail), (status = 403, body = Detail),
+        (status = 422, body = Detail)))]
+/// Replaces the default template. Every connected node running it first has
+/// its core check the rendered result; a refusal keeps the previous
+/// template everywhere. Nodes then re-render their cores at once. The text
+/// is stored as sent, so key order and formatting survive.
 pub async fn replace_config(
     State(state): State<AppState>,
     admin: SudoAdmin,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let text = template_from_body(body)?;
+    let on_default: Vec<Node> = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.core_config_revision.is_none())
+        .collect();
+    test_on_nodes(&state, on_default, &text).await?;
+    let revision = state.store.set_core_config(&text).await?;
+    state.nodes.desired_state_changed();
+    tracing::info!(revision, by = %admin.0.username, "core config replaced");
+    Ok(json_text(text))
+}
+
+/// A core config template from a request body: a JSON object whose inbounds
+/// Nexpoint understands.
+pub(super) fn template_from_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|e| ApiError::validation("body", e.body_text()))?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::validation("body", "must be UTF-8 JSON"))?;
@@ -127,10 +141,51 @@ pub async fn replace_config(
     }
     crate::domain::parse_inbounds(&text)
         .map_err(|e| ApiError::validation("body", e.to_string()))?;
-    let revision = state.store.set_core_config(&text).await?;
-    state.nodes.desired_state_changed();
-    tracing::info!(revision, by = %admin.0.username, "core config replaced");
-    Ok(json_text(text))
+    Ok(text)
+}
+
+/// Has the core of every connected node among `nodes` check `template`
+/// (in parallel). The first refusal is the answer, in the core's words; a
+/// node that cannot judge is logged and does not block the change.
+pub(super) async fn test_on_nodes(
+    state: &AppState,
+    nodes: Vec<Node>,
+    template: &str,
+) -> Result<(), ApiError> {
+    let connected: Vec<Node> = nodes
+        .into_iter()
+        .filter(|n| n.status == "connected")
+        .collect();
+    let verdicts = futures::future::join_all(
+        connected
+            .iter()
+            .map(|node| state.nodes.test_core_config(node, template)),
+    )
+    .await;
+    for (node, verdict) in connected.iter().zip(verdicts) {
+        match verdict {
+            ConfigVerdict::Accepted => {}
+            ConfigVerdict::Rejected(line) => {
+                return Err(ApiError::BadRequest(format!(
+                    "The core of node {} rejected the config: {line}",
+                    node.name
+                )));
+            }
+            ConfigVerdict::Untested(why) => {
+                tracing::warn!(node = %node.name, %why, "core config not tested on node");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn json_text(text: String) -> Response {
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -139,24 +194,9 @@ mod tests {
 
     fn node(status: &str, version: Option<&str>) -> Node {
         Node {
-            id: 1,
-            name: "n".into(),
-            address: "a".into(),
-            port: 1,
-            api_port: 2,
-            usage_coefficient: 1.0,
             status: status.into(),
-            message: None,
-            core_kind: None,
             xray_version: version.map(Into::into),
-            agent_version: None,
-            last_seen_at: None,
-            certificate_fingerprint: None,
-            certificate_not_after: None,
-            usage_sequence: 0,
-            uplink: 0,
-            downlink: 0,
-            created_at: 0,
+            ..Node::for_tests(1)
         }
     }
 

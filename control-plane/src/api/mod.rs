@@ -10,6 +10,8 @@ mod error;
 pub(crate) mod extract;
 mod home;
 mod hosts;
+mod logs;
+mod node_core;
 mod nodes;
 pub(crate) mod openapi;
 mod system;
@@ -81,6 +83,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(nodes::settings))
         .routes(routes!(nodes::reconnect))
         .routes(routes!(nodes::usage))
+        .routes(routes!(
+            node_core::config,
+            node_core::replace_config,
+            node_core::reset_config
+        ))
+        .routes(routes!(node_core::rotate_certificate))
         .routes(routes!(system::stats))
         .routes(routes!(system::inbounds))
         .routes(routes!(hosts::list, hosts::replace))
@@ -88,6 +96,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(core::restart))
         .routes(routes!(core::config, core::replace_config))
         .split_for_parts();
+    // WebSockets stay out of the OpenAPI document (it cannot describe them);
+    // the spec lists them.
+    let api = api
+        .route("/core/logs", get(logs::core_logs))
+        .route("/node/{id}/logs", get(logs::node_logs));
     let api = api.fallback(|| async { ApiError::NotFound("Not Found".into()) });
     let mut doc = openapi::ApiDoc::openapi();
     doc.merge(openapi);

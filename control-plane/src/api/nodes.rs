@@ -56,6 +56,11 @@ pub struct NodeResponse {
     enrolled: bool,
     certificate_fingerprint: Option<String>,
     certificate_expires_at: Option<String>,
+    /// Core restarts the node's agent counted since it started.
+    core_restarts: i64,
+    core_started_at: Option<String>,
+    /// Whether the node runs its own core config rather than the default.
+    own_core_config: bool,
     uplink: i64,
     downlink: i64,
 }
@@ -66,6 +71,9 @@ impl From<Node> for NodeResponse {
             enrolled: n.certificate_fingerprint.is_some(),
             certificate_expires_at: n.certificate_not_after.map(crate::time_fmt::iso_utc),
             last_seen_at: n.last_seen_at.map(crate::time_fmt::iso_utc),
+            core_restarts: n.core_restarts,
+            core_started_at: n.core_started_at.map(crate::time_fmt::iso_utc),
+            own_core_config: n.core_config_revision.is_some(),
             id: n.id,
             name: n.name,
             address: n.address,
@@ -210,16 +218,14 @@ pub async fn enroll(
             StoreError::NotFound => invalid(),
             other => other.into(),
         })?;
-    let validity = time::Duration::days(365);
-    let certificate = state
-        .pki
-        .ca
-        .sign_node_csr(&body.csr, node.id, validity)
-        .map_err(|e| ApiError::validation("csr", e.to_string()))?;
-    let fingerprint =
-        nexpoint_certs::fingerprint_pem(&certificate).map_err(|e| ApiError::Internal(e.into()))?;
-    let not_after = nexpoint_certs::certificate_not_after(&certificate)
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let issued =
+        crate::nodes::rotation::issue(&state.pki, node.id, &body.csr).map_err(|e| match e {
+            crate::nodes::rotation::RotationError::Csr(e) => {
+                ApiError::validation("csr", e.to_string())
+            }
+            other => ApiError::Internal(other.into()),
+        })?;
+    let (certificate, fingerprint, not_after) = (issued.pem, issued.fingerprint, issued.not_after);
     let node = state
         .store
         .complete_enrollment(node.id, &hash, &certificate, &fingerprint, not_after)

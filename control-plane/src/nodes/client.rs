@@ -16,7 +16,7 @@ use crate::store::Node;
 pub(crate) type Agent = AgentClient<Channel>;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
+pub enum ConnectError {
     #[error("node is not enrolled yet")]
     NotEnrolled,
     #[error("TLS setup: {0}")]
@@ -29,11 +29,34 @@ pub(crate) enum ConnectError {
     },
 }
 
-pub(crate) async fn connect(pki: &Pki, node: &Node) -> Result<Agent, ConnectError> {
-    let fingerprint = node
+/// Which of the node's pinned certificates it presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pin {
+    Current,
+    /// The certificate of an unfinished rotation: the node installed it.
+    Next,
+}
+
+/// Connects to the node, trusting only its pinned certificate, or the next
+/// one while a rotation is under way.
+pub(crate) async fn connect(pki: &Pki, node: &Node) -> Result<(Agent, Pin), ConnectError> {
+    let current = node
         .certificate_fingerprint
         .as_deref()
         .ok_or(ConnectError::NotEnrolled)?;
+    match connect_pinned(pki, node, current).await {
+        Ok(agent) => Ok((agent, Pin::Current)),
+        Err(first) => match node.next_certificate_fingerprint.as_deref() {
+            Some(next) => match connect_pinned(pki, node, next).await {
+                Ok(agent) => Ok((agent, Pin::Next)),
+                Err(_) => Err(first),
+            },
+            None => Err(first),
+        },
+    }
+}
+
+async fn connect_pinned(pki: &Pki, node: &Node, fingerprint: &str) -> Result<Agent, ConnectError> {
     let config = nexpoint_certs::control_plane_client_config(
         pki.ca.cert_pem(),
         &pki.client.cert_pem,

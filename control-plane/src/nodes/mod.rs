@@ -1,9 +1,14 @@
 //! One task per node: connect over pinned mutual TLS, reconcile the desired
 //! state as revisions, collect and commit usage, track the node's health.
 
-mod client;
+pub(crate) mod client;
 mod desired;
+mod on_demand;
+pub mod rotation;
 mod session;
+
+pub use client::ConnectError;
+pub use on_demand::{ConfigVerdict, NodeCallError};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

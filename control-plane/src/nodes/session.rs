@@ -10,9 +10,9 @@ use nexpoint_proto::agent::{
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use super::NodeContext;
-use super::client::{self, Agent, ConnectError};
+use super::client::{self, Agent, ConnectError, Pin};
 use super::desired::{Mirror, user_spec};
+use super::{NodeContext, rotation};
 use crate::domain::{parse_inbounds, user_id_from_email};
 use crate::store::{NodeHealth, StoreError, UsageBatch, UserUsageDelta};
 
@@ -113,6 +113,8 @@ fn core_health(core: Option<&CoreStatus>, agent_version: &str) -> NodeHealth {
         core_kind: core.map(|c| c.kind.clone()).filter(|s| !s.is_empty()),
         xray_version: core.map(|c| c.version.clone()).filter(|s| !s.is_empty()),
         agent_version: Some(agent_version.to_owned()).filter(|s| !s.is_empty()),
+        core_restarts: core.map(|c| i64::from(c.restarts)),
+        core_started_at: core.map(|c| c.started_at).filter(|t| *t > 0),
     }
 }
 
@@ -139,10 +141,34 @@ async fn session(
         cancel.cancelled().await;
         return Ok(());
     }
-    let mut agent = client::connect(&ctx.pki, &node).await?;
+    let (mut agent, pin) = client::connect(&ctx.pki, &node).await?;
+    if pin == Pin::Next {
+        // A rotation finished on the node but not here: its new
+        // certificate is the one to trust from now on.
+        let next = node
+            .next_certificate_fingerprint
+            .as_deref()
+            .unwrap_or_default();
+        ctx.store
+            .promote_next_node_certificate(node_id, next)
+            .await?;
+        tracing::info!(
+            node = node_id,
+            fingerprint = next,
+            "node serves its rotated certificate"
+        );
+    }
     let mut health = agent.health(HealthRequest {}).await?.into_inner();
     backoff.reset();
     tracing::info!(node = node_id, agent = %health.agent_version, "connected to node");
+    if rotation::due(&node, crate::store::now()) {
+        // Not fatal: the current certificate still works, and the next
+        // connection tries again.
+        if let Err(e) = rotation::rotate(&ctx.pki, &ctx.store, &mut agent, node_id).await {
+            tracing::warn!(node = node_id, error = %e, "certificate rotation failed");
+        }
+    }
+    let mut restarts = health.core.as_ref().map_or(0, |c| c.restarts);
     // Record versions now, so they show even if the first apply fails.
     report(
         ctx,
@@ -167,12 +193,21 @@ async fn session(
             .as_ref()
             .is_some_and(|m| m.revision as u64 == health.revision && m.digest() == health.digest);
         if !in_sync {
-            mirror = Some(resync(ctx, &mut agent, &health).await?);
+            mirror = Some(resync(ctx, node_id, &mut agent, &health).await?);
         }
         collect_usage(ctx, &mut agent, node_id).await?;
         let m = mirror.as_mut().expect("set above");
-        let core = apply_changes(ctx, &mut agent, m).await?;
+        let core = apply_changes(ctx, node_id, &mut agent, m).await?;
         let core = core.or(health.core.clone());
+        if let Some(c) = core.as_ref().filter(|c| c.restarts > restarts) {
+            tracing::warn!(
+                node = node_id,
+                restarts = c.restarts,
+                last_error = %c.last_error,
+                "the node's core restarted"
+            );
+            restarts = c.restarts;
+        }
         report(
             ctx,
             node_id,
@@ -191,8 +226,12 @@ async fn session(
 }
 
 /// The full desired state of the node now.
-async fn desired(ctx: &NodeContext) -> Result<Mirror, SessionError> {
-    let (core_config, config_revision) = ctx.store.core_config().await?.unwrap_or_default();
+async fn desired(ctx: &NodeContext, node_id: i64) -> Result<Mirror, SessionError> {
+    let (core_config, config_revision) = ctx
+        .store
+        .node_core_config(node_id)
+        .await?
+        .unwrap_or_default();
     let inbounds = parse_inbounds(&core_config)?;
     let (revision, users) = ctx.store.served_users().await?;
     let users = users
@@ -212,10 +251,11 @@ async fn desired(ctx: &NodeContext) -> Result<Mirror, SessionError> {
 /// nothing if its digest already matches, a full snapshot otherwise.
 async fn resync(
     ctx: &NodeContext,
+    node_id: i64,
     agent: &mut Agent,
     health: &HealthResponse,
 ) -> Result<Mirror, SessionError> {
-    let want = desired(ctx).await?;
+    let want = desired(ctx, node_id).await?;
     if want.digest() == health.digest {
         if health.revision != want.revision as u64 {
             agent
@@ -253,12 +293,17 @@ async fn snapshot(agent: &mut Agent, want: Mirror) -> Result<Mirror, SessionErro
 /// a refused change set falls back to a snapshot.
 async fn apply_changes(
     ctx: &NodeContext,
+    node_id: i64,
     agent: &mut Agent,
     mirror: &mut Mirror,
 ) -> Result<Option<CoreStatus>, SessionError> {
-    let (_, config_revision) = ctx.store.core_config().await?.unwrap_or_default();
+    let (_, config_revision) = ctx
+        .store
+        .node_core_config(node_id)
+        .await?
+        .unwrap_or_default();
     if config_revision != mirror.config_revision {
-        *mirror = snapshot(agent, desired(ctx).await?).await?;
+        *mirror = snapshot(agent, desired(ctx, node_id).await?).await?;
         return Ok(None);
     }
     let changes = ctx.store.user_changes_since(mirror.revision).await?;
@@ -301,7 +346,7 @@ async fn apply_changes(
     let response = match result {
         Ok(r) => r.into_inner(),
         Err(status) if status.code() == Code::FailedPrecondition => {
-            *mirror = snapshot(agent, desired(ctx).await?).await?;
+            *mirror = snapshot(agent, desired(ctx, node_id).await?).await?;
             return Ok(None);
         }
         Err(status) => return Err(status.into()),
@@ -317,7 +362,7 @@ async fn apply_changes(
             revision = changes.revision,
             "digest mismatch after changes; resending snapshot"
         );
-        *mirror = snapshot(agent, desired(ctx).await?).await?;
+        *mirror = snapshot(agent, desired(ctx, node_id).await?).await?;
         return Ok(response.core);
     }
     *mirror = applied;

@@ -5,6 +5,7 @@
 mod admins;
 mod error;
 mod hosts;
+mod node_config;
 mod nodes;
 mod revision;
 mod settings;
@@ -25,6 +26,7 @@ use sqlx::{AnyPool, Executor};
 pub use admins::{Admin, AdminContact, AdminUpdate, NewAdmin};
 pub use error::StoreError;
 pub use hosts::{Host, NewHost};
+pub use node_config::IssuedNodeCertificate;
 pub use nodes::{NewNode, Node, NodeHealth, NodeUpdate, NodeUsage};
 pub use revision::UserChanges;
 pub use system::{ONLINE_WINDOW_SECS, Traffic, UserCounts};

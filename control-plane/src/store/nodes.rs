@@ -19,10 +19,49 @@ pub struct Node {
     pub last_seen_at: Option<i64>,
     pub certificate_fingerprint: Option<String>,
     pub certificate_not_after: Option<i64>,
+    /// The certificate signed for the node's next key while a rotation is
+    /// under way; accepted beside the current one until the node serves it.
+    pub next_certificate_fingerprint: Option<String>,
+    /// Core restarts the agent counted since it started.
+    pub core_restarts: i64,
+    pub core_started_at: Option<i64>,
+    /// Set when the node runs its own core config (the revision that set it).
+    pub core_config_revision: Option<i64>,
     pub usage_sequence: i64,
     pub uplink: i64,
     pub downlink: i64,
     pub created_at: i64,
+}
+
+#[cfg(test)]
+impl Node {
+    /// An enrolled-looking node with every optional field empty.
+    pub fn for_tests(id: i64) -> Self {
+        Self {
+            id,
+            name: format!("node{id}"),
+            address: "127.0.0.1".into(),
+            port: 1,
+            api_port: 2,
+            usage_coefficient: 1.0,
+            status: "connected".into(),
+            message: None,
+            core_kind: None,
+            xray_version: None,
+            agent_version: None,
+            last_seen_at: None,
+            certificate_fingerprint: None,
+            certificate_not_after: None,
+            next_certificate_fingerprint: None,
+            core_restarts: 0,
+            core_started_at: None,
+            core_config_revision: None,
+            usage_sequence: 0,
+            uplink: 0,
+            downlink: 0,
+            created_at: 0,
+        }
+    }
 }
 
 impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
@@ -42,6 +81,10 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
             last_seen_at: row.try_get("last_seen_at")?,
             certificate_fingerprint: row.try_get("certificate_fingerprint")?,
             certificate_not_after: row.try_get("certificate_not_after")?,
+            next_certificate_fingerprint: row.try_get("next_certificate_fingerprint")?,
+            core_restarts: row.try_get("core_restarts")?,
+            core_started_at: row.try_get("core_started_at")?,
+            core_config_revision: row.try_get("core_config_revision")?,
             usage_sequence: row.try_get("usage_sequence")?,
             uplink: row.try_get("uplink")?,
             downlink: row.try_get("downlink")?,
@@ -52,7 +95,8 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
 
 const COLUMNS: &str = "id, name, address, port, api_port, usage_coefficient, status, message, \
     core_kind, xray_version, agent_version, last_seen_at, certificate_fingerprint, \
-    certificate_not_after, usage_sequence, uplink, downlink, created_at";
+    certificate_not_after, next_certificate_fingerprint, core_restarts, core_started_at, \
+    core_config_revision, usage_sequence, uplink, downlink, created_at";
 
 #[derive(Debug)]
 pub struct NewNode {
@@ -71,6 +115,9 @@ pub struct NodeHealth {
     pub core_kind: Option<String>,
     pub xray_version: Option<String>,
     pub agent_version: Option<String>,
+    /// Restarts and start time of the core as the agent reports them.
+    pub core_restarts: Option<i64>,
+    pub core_started_at: Option<i64>,
 }
 
 impl Store {
@@ -176,8 +223,9 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound);
-        // Its hosts went with it (ON DELETE CASCADE).
+        // Its hosts went with it (ON DELETE CASCADE), and its own inbounds.
         self.hosts_cache.clear();
+        self.config.clear();
         deleted
     }
 
@@ -189,7 +237,10 @@ impl Store {
             "UPDATE nodes SET status = $1, message = $2, \
              core_kind = COALESCE($3, core_kind), xray_version = COALESCE($4, xray_version), \
              agent_version = COALESCE($5, agent_version), \
-             last_seen_at = COALESCE($6, last_seen_at) WHERE id = $7 AND status <> 'disabled'",
+             last_seen_at = COALESCE($6, last_seen_at), \
+             core_restarts = COALESCE($7, core_restarts), \
+             core_started_at = COALESCE($8, core_started_at) \
+             WHERE id = $9 AND status <> 'disabled'",
         )
         .bind(health.status)
         .bind(health.message)
@@ -197,6 +248,8 @@ impl Store {
         .bind(health.xray_version)
         .bind(health.agent_version)
         .bind(seen)
+        .bind(health.core_restarts)
+        .bind(health.core_started_at)
         .bind(id)
         .execute(&self.pool)
         .await?;

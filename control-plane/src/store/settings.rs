@@ -19,18 +19,31 @@ struct CachedConfig {
 pub(crate) struct ConfigCache(Mutex<Option<CachedConfig>>);
 
 impl ConfigCache {
+    pub(crate) fn clear(&self) {
+        *self.0.lock().expect("config cache poisoned") = None;
+    }
+
     fn fresh(&self) -> Option<CachedConfig> {
         let cached = self.0.lock().expect("config cache poisoned").clone()?;
         (cached.at.elapsed() < CONFIG_FRESH_FOR).then_some(cached)
     }
 
-    fn put(&self, value: Option<(String, i64)>) -> CachedConfig {
+    /// Caches the default template; the inbounds offered to users are its
+    /// own followed by those only nodes' own templates have (first tag wins).
+    fn put(&self, value: Option<(String, i64)>, node_templates: &[String]) -> CachedConfig {
         // A stored template always parsed when it was written; an unreadable
         // one (edited by hand) offers no inbounds rather than failing reads.
-        let inbounds = value
+        let mut inbounds: Vec<Inbound> = value
             .as_ref()
             .map(|(json, _)| parse_inbounds(json).unwrap_or_default())
             .unwrap_or_default();
+        for template in node_templates {
+            for inbound in parse_inbounds(template).unwrap_or_default() {
+                if !inbounds.iter().any(|i| i.tag == inbound.tag) {
+                    inbounds.push(inbound);
+                }
+            }
+        }
         let cached = CachedConfig {
             at: Instant::now(),
             value,
@@ -80,7 +93,8 @@ impl Store {
         Ok(self.cached_config().await?.value)
     }
 
-    /// The user-carrying inbounds of the core config template.
+    /// The user-carrying inbounds of the default core config template, then
+    /// those of nodes' own templates that the default lacks.
     pub async fn inbounds(&self) -> Result<Arc<Vec<Inbound>>, StoreError> {
         Ok(self.cached_config().await?.inbounds)
     }
@@ -96,7 +110,11 @@ impl Store {
             ),
             None => None,
         };
-        Ok(self.config.put(value))
+        let node_templates: Vec<String> =
+            sqlx::query_scalar("SELECT core_config FROM nodes WHERE core_config IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(self.config.put(value, &node_templates))
     }
 
     /// Replaces the core config template; a change bumps the revision so
@@ -126,7 +144,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.config.put(Some((json.to_owned(), revision)));
+        self.config.clear();
         Ok(revision)
     }
 }

@@ -1,0 +1,124 @@
+//! Per-node state beyond the node row's basics: the node's own core config
+//! template and the certificate rotation in progress.
+
+use super::{Store, StoreError, revision};
+
+/// A node's certificate as issued.
+#[derive(Debug, Clone)]
+pub struct IssuedNodeCertificate {
+    pub pem: String,
+    pub fingerprint: String,
+    pub not_after: i64,
+}
+
+impl Store {
+    /// The template the node's core is rendered from: its own, else the
+    /// default; with the revision that last changed it.
+    pub async fn node_core_config(
+        &self,
+        node_id: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let own: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT core_config, core_config_revision FROM nodes WHERE id = $1")
+                .bind(node_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match own {
+            None => Err(StoreError::NotFound),
+            Some((Some(text), Some(revision))) => Ok(Some((text, revision))),
+            Some(_) => self.core_config().await,
+        }
+    }
+
+    /// Whether the node runs its own template (`Some`) or the default.
+    pub async fn node_own_core_config(&self, node_id: i64) -> Result<Option<String>, StoreError> {
+        let own: Option<Option<String>> =
+            sqlx::query_scalar("SELECT core_config FROM nodes WHERE id = $1")
+                .bind(node_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        own.ok_or(StoreError::NotFound)
+    }
+
+    /// Gives the node its own template (`Some`) or returns it to the default
+    /// (`None`), under a new revision so its task re-renders the core.
+    pub async fn set_node_core_config(
+        &self,
+        node_id: i64,
+        template: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let revision = revision::bump(&mut tx).await?;
+        let updated = sqlx::query(
+            "UPDATE nodes SET core_config = $1, core_config_revision = $2 WHERE id = $3",
+        )
+        .bind(template)
+        .bind(template.map(|_| revision))
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.config.clear();
+        Ok(revision)
+    }
+
+    /// Pins the certificate signed for the node's next key beside the
+    /// current one, so the node is trusted whichever it serves.
+    pub async fn pin_next_node_certificate(
+        &self,
+        node_id: i64,
+        next: &IssuedNodeCertificate,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE nodes SET next_certificate_pem = $1, next_certificate_fingerprint = $2, \
+             next_certificate_not_after = $3 WHERE id = $4",
+        )
+        .bind(&next.pem)
+        .bind(&next.fingerprint)
+        .bind(next.not_after)
+        .bind(node_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The node serves its next certificate: it becomes the only one pinned.
+    /// Nothing happens unless `fingerprint` is the pinned next one.
+    pub async fn promote_next_node_certificate(
+        &self,
+        node_id: i64,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE nodes SET certificate_pem = next_certificate_pem, \
+             certificate_fingerprint = next_certificate_fingerprint, \
+             certificate_not_after = next_certificate_not_after, \
+             next_certificate_pem = NULL, next_certificate_fingerprint = NULL, \
+             next_certificate_not_after = NULL \
+             WHERE id = $1 AND next_certificate_fingerprint = $2",
+        )
+        .bind(node_id)
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Drops a next certificate the node never installed.
+    pub async fn forget_next_node_certificate(&self, node_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE nodes SET next_certificate_pem = NULL, next_certificate_fingerprint = NULL, \
+             next_certificate_not_after = NULL WHERE id = $1",
+        )
+        .bind(node_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
