@@ -45,10 +45,12 @@ pub struct NodeBundle {
 pub enum BundleError {
     #[error("not a node bundle: it must start with {BUNDLE_PREFIX:?} (was the whole line copied?)")]
     WrongPrefix,
+    // The causes are part of the message, not `source`: printed with their
+    // chain (anyhow's `{:#}`) they would appear twice.
     #[error("node bundle is damaged: not valid base64url ({0}); was the whole line copied?")]
-    Base64(#[from] base64::DecodeError),
+    Base64(base64::DecodeError),
     #[error("node bundle is damaged: its contents are not the expected JSON ({0})")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("node bundle: {what} is not a PEM certificate ({reason})")]
     Certificate { what: &'static str, reason: String },
 }
@@ -72,8 +74,8 @@ impl NodeBundle {
             .ok_or(BundleError::WrongPrefix)?;
         let json = URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
-            .map_err(BundleError::from)?;
-        let bundle: NodeBundle = serde_json::from_slice(&json).map_err(BundleError::from)?;
+            .map_err(BundleError::Base64)?;
+        let bundle: NodeBundle = serde_json::from_slice(&json).map_err(BundleError::Json)?;
         bundle.verify()?;
         Ok(bundle)
     }
@@ -300,7 +302,12 @@ mod tests {
         b.control_plane_certificate = bundle(&other, 1).control_plane_certificate;
         let error = NodeBundle::decode(&b.encode()).unwrap_err();
         assert!(matches!(error, CertError::NotTrusted { .. }), "{error}");
-        assert!(error.to_string().contains("control plane"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("control plane's certificate is refused: not signed by this CA"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum CertError {
     },
     /// A certificate that does not chain to the expected CA, is expired, or
     /// is not issued for the expected name/purpose.
-    #[error("{what} is not valid under this CA: {reason}")]
+    #[error("{what} is refused: {reason}")]
     NotTrusted { what: String, reason: String },
     #[error("the private key does not belong to the certificate")]
     KeyMismatch,

@@ -5,6 +5,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, Error as TlsError};
 
 use crate::tls::{node_server_name, provider, roots};
 use crate::{CertError, NodeCertificate, parse_certificate_pem};
@@ -26,8 +27,8 @@ pub fn verify_node_certificate(
         .map_err(|e| CertError::Pem(format!("CA certificate: {e}")))?
         .verify_server_cert(&cert, &[], &server_name, &[], UnixTime::now())
         .map_err(|e| CertError::NotTrusted {
-            what: format!("the certificate for {name}"),
-            reason: e.to_string(),
+            what: format!("the node certificate (for {name})"),
+            reason: describe(e),
         })?;
     Ok(())
 }
@@ -41,7 +42,7 @@ pub fn verify_control_plane_certificate(ca_pem: &str, cert_pem: &str) -> Result<
         .verify_client_cert(&cert, &[], UnixTime::now())
         .map_err(|e| CertError::NotTrusted {
             what: "the control plane's certificate".into(),
-            reason: e.to_string(),
+            reason: describe(e),
         })?;
     Ok(())
 }
@@ -50,4 +51,26 @@ pub fn verify_control_plane_certificate(ca_pem: &str, cert_pem: &str) -> Result<
 /// [`CertError::KeyMismatch`].
 pub fn verify_key_matches(cert_pem: &str, key_pem: &str) -> Result<(), CertError> {
     NodeCertificate::new(cert_pem, key_pem).map(drop)
+}
+
+/// webpki's verdict in words an operator understands, with the detail kept.
+fn describe(error: TlsError) -> String {
+    let detail = error.to_string();
+    let summary = match &error {
+        TlsError::InvalidCertificate(cert) => match cert {
+            CertificateError::BadSignature | CertificateError::UnknownIssuer => {
+                "not signed by this CA"
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not valid yet"
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "issued for another name"
+            }
+            _ => return detail,
+        },
+        _ => return detail,
+    };
+    format!("{summary} ({detail})")
 }

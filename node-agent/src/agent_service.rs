@@ -12,6 +12,14 @@
 //! - INTERNAL: the applied state could not be persisted.
 //!
 //! In every case GetCoreStatus / Health show the core's line in `last_error`.
+//!
+//! TestCoreConfig answers `ok=false` with the line (the template's parse
+//! error, the core's own line, or why the core binary cannot be run); only a
+//! failure of the agent itself (no free port, unwritable state dir) is
+//! INTERNAL. Certificate rotation: a PEM that is no certificate is
+//! INVALID_ARGUMENT; nothing pending, a certificate for another key, or one
+//! our CA did not issue for this node (or expired) is FAILED_PRECONDITION;
+//! a file that cannot be written is INTERNAL.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,19 +37,47 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::certificate_rotation::{CertificateRotation, RotationError};
 use crate::core_supervisor::CoreError;
 use crate::node::{ApplyError, Node};
 
 pub struct AgentService {
     node: Arc<Node>,
+    rotation: Arc<CertificateRotation>,
     shutdown: CancellationToken,
 }
 
 impl AgentService {
     /// `shutdown` ends open log streams, so a graceful stop is not held up
     /// by a client that follows the logs.
-    pub fn new(node: Arc<Node>, shutdown: CancellationToken) -> Self {
-        Self { node, shutdown }
+    pub fn new(
+        node: Arc<Node>,
+        rotation: Arc<CertificateRotation>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            node,
+            rotation,
+            shutdown,
+        }
+    }
+}
+
+impl From<RotationError> for Status {
+    fn from(error: RotationError) -> Self {
+        let message = error.to_string();
+        match error {
+            RotationError::Unreadable(_) => Status::invalid_argument(message),
+            RotationError::NothingPending
+            | RotationError::NotForPendingKey
+            | RotationError::Untrusted(_) => Status::failed_precondition(message),
+            RotationError::KeyGeneration(_)
+            | RotationError::Persist(_)
+            | RotationError::Install(_) => {
+                tracing::error!(error = %message, "certificate rotation failed");
+                Status::internal(message)
+            }
+        }
     }
 }
 
@@ -167,25 +203,47 @@ impl Agent for AgentService {
         Ok(Response::new(stream))
     }
 
-    // Being implemented (issue 4); answered UNIMPLEMENTED until then.
     async fn test_core_config(
         &self,
-        _request: Request<TestCoreConfigRequest>,
+        request: Request<TestCoreConfigRequest>,
     ) -> Result<Response<TestCoreConfigResponse>, Status> {
-        Err(Status::unimplemented("TestCoreConfig"))
+        let template = request.into_inner().core_config_json;
+        let response = match self.node.test_core_config(&template).await? {
+            Ok(()) => TestCoreConfigResponse {
+                ok: true,
+                error: String::new(),
+            },
+            Err(line) => {
+                tracing::info!(error = %line, "tested core config refused");
+                TestCoreConfigResponse {
+                    ok: false,
+                    error: line,
+                }
+            }
+        };
+        Ok(Response::new(response))
     }
 
     async fn begin_certificate_rotation(
         &self,
         _request: Request<BeginCertificateRotationRequest>,
     ) -> Result<Response<BeginCertificateRotationResponse>, Status> {
-        Err(Status::unimplemented("BeginCertificateRotation"))
+        let csr_pem = self.rotation.begin().await?;
+        Ok(Response::new(BeginCertificateRotationResponse { csr_pem }))
     }
 
     async fn complete_certificate_rotation(
         &self,
-        _request: Request<CompleteCertificateRotationRequest>,
+        request: Request<CompleteCertificateRotationRequest>,
     ) -> Result<Response<CompleteCertificateRotationResponse>, Status> {
-        Err(Status::unimplemented("CompleteCertificateRotation"))
+        let certificate = request.into_inner().certificate_pem;
+        let fingerprint = self
+            .rotation
+            .complete(&certificate)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "certificate rotation refused"))?;
+        Ok(Response::new(CompleteCertificateRotationResponse {
+            fingerprint,
+        }))
     }
 }

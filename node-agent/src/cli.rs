@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::state_dir::DEFAULT_STATE_DIR;
 
@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Enroll this node with a control plane using a one-time token.
+    /// Enroll this node: online with a one-time token, or offline with a bundle.
     Enroll(EnrollArgs),
     /// Run the agent: supervise the core and serve the control plane.
     Run(RunArgs),
@@ -25,19 +25,48 @@ pub enum Command {
     Version,
 }
 
+/// Two ways to enroll: online with `--control-plane` and `--token`, or
+/// offline with a bundle the control plane made (`nexpoint node bundle`).
 #[derive(Debug, Clone, Args)]
+#[command(group(
+    ArgGroup::new("source")
+        .required(true)
+        .multiple(true)
+        .args(["control_plane", "token", "bundle", "bundle_file"])
+))]
 pub struct EnrollArgs {
     /// Base URL of the control plane, e.g. https://panel.example.com
-    #[arg(long, env = "NEXPOINT_NODE_CONTROL_PLANE")]
-    pub control_plane: String,
+    #[arg(
+        long,
+        env = "NEXPOINT_NODE_CONTROL_PLANE",
+        value_name = "URL",
+        requires = "token",
+        conflicts_with_all = ["bundle", "bundle_file"]
+    )]
+    pub control_plane: Option<String>,
     /// One-time enrollment token.
     #[arg(
         long,
         env = "NEXPOINT_NODE_TOKEN",
         hide_env_values = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        requires = "control_plane",
+        conflicts_with_all = ["bundle", "bundle_file"]
     )]
-    pub token: String,
+    pub token: Option<String>,
+    /// Offline enrollment bundle (`nexpoint-bundle-v1:...`) instead of
+    /// --control-plane/--token. It holds the node's key: prefer --bundle-file.
+    #[arg(
+        long,
+        env = "NEXPOINT_NODE_BUNDLE",
+        value_name = "BUNDLE",
+        hide_env_values = true,
+        conflicts_with = "bundle_file"
+    )]
+    pub bundle: Option<String>,
+    /// File holding the offline enrollment bundle; `-` reads standard input.
+    #[arg(long, env = "NEXPOINT_NODE_BUNDLE_FILE", value_name = "PATH")]
+    pub bundle_file: Option<PathBuf>,
     /// Expected SHA-256 fingerprint (hex of DER) of the control plane's CA.
     #[arg(long, env = "NEXPOINT_NODE_CA_FINGERPRINT")]
     pub ca_fingerprint: Option<String>,
@@ -46,6 +75,36 @@ pub struct EnrollArgs {
     /// Enroll again even though this state directory holds an enrollment.
     #[arg(long, env = "NEXPOINT_NODE_FORCE")]
     pub force: bool,
+}
+
+/// Where the enrollment comes from, as chosen on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollSource {
+    Token {
+        control_plane: String,
+        token: String,
+    },
+    Bundle(String),
+    BundleFile(PathBuf),
+}
+
+impl EnrollArgs {
+    /// Clap guarantees exactly one complete source.
+    pub fn source(&self) -> EnrollSource {
+        match (
+            &self.control_plane,
+            &self.token,
+            &self.bundle,
+            &self.bundle_file,
+        ) {
+            (_, _, Some(bundle), _) => EnrollSource::Bundle(bundle.clone()),
+            (_, _, _, Some(path)) => EnrollSource::BundleFile(path.clone()),
+            (control_plane, token, None, None) => EnrollSource::Token {
+                control_plane: control_plane.clone().unwrap_or_default(),
+                token: token.clone().unwrap_or_default(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -72,6 +131,69 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn enroll(args: &[&str]) -> Result<EnrollArgs, clap::Error> {
+        let argv = ["nexpoint-node", "enroll", "--state-dir", "/tmp/x"];
+        let cli = Cli::try_parse_from(argv.iter().chain(args))?;
+        let Command::Enroll(args) = cli.command else {
+            panic!("not enroll")
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn enroll_sources() {
+        assert_eq!(
+            enroll(&["--control-plane", "https://cp", "--token", "-t"])
+                .unwrap()
+                .source(),
+            EnrollSource::Token {
+                control_plane: "https://cp".into(),
+                token: "-t".into()
+            }
+        );
+        assert_eq!(
+            enroll(&["--bundle", "nexpoint-bundle-v1:x"])
+                .unwrap()
+                .source(),
+            EnrollSource::Bundle("nexpoint-bundle-v1:x".into())
+        );
+        assert_eq!(
+            enroll(&["--bundle-file", "-", "--force"]).unwrap().source(),
+            EnrollSource::BundleFile("-".into())
+        );
+    }
+
+    #[test]
+    fn enroll_sources_are_exclusive_and_complete() {
+        let refused = |args: &[&str], expected: &str| {
+            let message = enroll(args).unwrap_err().to_string();
+            assert!(message.contains(expected), "{args:?}: {message}");
+        };
+        refused(&[], "--control-plane");
+        refused(&["--control-plane", "https://cp"], "--token");
+        refused(&["--token", "t"], "--control-plane");
+        refused(
+            &[
+                "--control-plane",
+                "https://cp",
+                "--token",
+                "t",
+                "--bundle",
+                "b",
+            ],
+            "cannot be used with",
+        );
+        refused(&["--bundle", "b", "--token", "t"], "cannot be used with");
+        refused(
+            &["--bundle", "b", "--bundle-file", "f"],
+            "cannot be used with",
+        );
+        refused(
+            &["--bundle-file", "f", "--control-plane", "https://cp"],
+            "cannot be used with",
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! start a run and wait until its API answers, stop it, report its status.
 //! Restart policy lives in [`crate::node`], which owns the desired state.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -144,26 +144,11 @@ impl CoreSupervisor {
     pub async fn validate(&mut self, config: &Value) -> Result<(), CoreError> {
         let identity = self.identify().await?;
         let path = self.state_dir.candidate_core_config();
-        self.write_config(&path, config)?;
-        let output = run_config_test(&self.settings.bin, &identity.kind.test_args(&path)).await;
-        // The candidate holds credentials: never leave it behind.
-        let _ = std::fs::remove_file(&path);
-        let output = output.map_err(|line| self.unusable(line))?;
-        if output.status.success() {
-            return Ok(());
+        let result = test_config(&self.settings.bin, identity.kind, &path, config).await;
+        if let Err(CoreError::Rejected(line) | CoreError::Unusable(line)) = &result {
+            self.last_error = line.clone();
         }
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let mut line = pick_error_line(&lines);
-        if line.is_empty() {
-            line = format!("config test exited with {}", output.status);
-        }
-        self.last_error = line.clone();
-        Err(CoreError::Rejected(line))
+        result
     }
 
     /// Starts the core with `config` (whose API inbound listens on
@@ -173,7 +158,7 @@ impl CoreSupervisor {
         self.stop().await;
         let identity = self.identify().await?;
         let path = self.state_dir.core_config();
-        self.write_config(&path, config)?;
+        write_config(&path, config)?;
         self.generation += 1;
         let mut run = CoreRun::spawn(
             &self.settings.bin,
@@ -284,27 +269,49 @@ impl CoreSupervisor {
         tracing::warn!(status = %exit.status, error = %self.last_error, "core exited while starting");
         CoreError::StartFailed(self.last_error.clone())
     }
+}
 
-    fn unusable(&mut self, line: String) -> CoreError {
-        self.last_error = line.clone();
-        CoreError::Unusable(line)
+/// Has the core check `config` (`-test`), written to `path` for the check
+/// and removed afterwards. `Rejected` carries the core's own error line,
+/// `Unusable` why the binary could not be run at all.
+pub async fn test_config(
+    bin: &Path,
+    kind: CoreKind,
+    path: &Path,
+    config: &Value,
+) -> Result<(), CoreError> {
+    write_config(path, config)?;
+    let output = run_config_test(bin, &kind.test_args(path)).await;
+    // The file holds credentials: never leave it behind.
+    let _ = std::fs::remove_file(path);
+    let output = output.map_err(CoreError::Unusable)?;
+    if output.status.success() {
+        return Ok(());
     }
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut line = pick_error_line(&lines);
+    if line.is_empty() {
+        line = format!("config test exited with {}", output.status);
+    }
+    Err(CoreError::Rejected(line))
+}
 
-    fn write_config(&self, path: &std::path::Path, config: &Value) -> Result<(), CoreError> {
-        let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
-        // Private: the config holds every user's credentials.
-        write_atomic(path, &bytes, PRIVATE).map_err(|source| CoreError::WriteConfig {
-            path: path.display().to_string(),
-            source,
-        })
-    }
+fn write_config(path: &Path, config: &Value) -> Result<(), CoreError> {
+    let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
+    // Private: the config holds every user's credentials.
+    write_atomic(path, &bytes, PRIVATE).map_err(|source| CoreError::WriteConfig {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Runs the core's config test; Err is why it could not be run at all.
-async fn run_config_test(
-    bin: &std::path::Path,
-    args: &[String],
-) -> Result<std::process::Output, String> {
+async fn run_config_test(bin: &Path, args: &[String]) -> Result<std::process::Output, String> {
     let child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())

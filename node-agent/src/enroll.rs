@@ -1,6 +1,7 @@
-//! Enrollment with a one-time token: the node generates its key and a CSR
-//! locally (the key never leaves the node), the control plane signs the CSR
-//! and returns the certificates both sides pin.
+//! Enrollment. Online, with a one-time token: the node generates its key and
+//! a CSR locally (the key never leaves the node), the control plane signs the
+//! CSR and returns the certificates both sides pin. Offline, with a bundle
+//! (see [`crate::enroll_bundle`]). Both write the same state files.
 
 use std::time::Duration;
 
@@ -8,8 +9,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{PRIVATE, PUBLIC, write_atomic};
-use crate::cli::EnrollArgs;
+use crate::cli::{EnrollArgs, EnrollSource};
 use crate::state_dir::StateDir;
+use crate::{enroll_bundle, node_identity};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The control plane names the node; the CSR's subject is not trusted anyway.
@@ -38,6 +40,14 @@ pub struct Enrollment {
     pub control_plane: String,
 }
 
+/// The certificates and key an enrollment leaves in the state dir.
+pub struct Identity {
+    pub key_pem: String,
+    pub certificate: String,
+    pub ca_certificate: String,
+    pub control_plane_certificate: String,
+}
+
 pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrollment> {
     let state_dir = StateDir::new(&args.state_dir);
     if !args.force && state_dir.enrollment().exists() {
@@ -46,19 +56,43 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrollment> {
             state_dir.root().display()
         );
     }
+    let (identity, enrollment) = match args.source() {
+        EnrollSource::Token {
+            control_plane,
+            token,
+        } => enroll_with_token(&control_plane, &token).await?,
+        EnrollSource::Bundle(text) => enroll_bundle::from_text(&text)?,
+        EnrollSource::BundleFile(path) => enroll_bundle::from_file(&path)?,
+    };
+
+    let ca_fingerprint = nexpoint_certs::fingerprint_pem(&identity.ca_certificate)
+        .context("the CA certificate is invalid")?;
+    if let Some(expected) = &args.ca_fingerprint
+        && normalize_fingerprint(expected) != ca_fingerprint
+    {
+        bail!(
+            "the control plane's CA fingerprint is {ca_fingerprint}, not the expected {}; nothing written",
+            normalize_fingerprint(expected)
+        );
+    }
+    write_enrollment(&state_dir, &identity, &enrollment)?;
+    Ok(enrollment)
+}
+
+async fn enroll_with_token(
+    control_plane: &str,
+    token: &str,
+) -> anyhow::Result<(Identity, Enrollment)> {
     let (key_pem, csr_pem) = nexpoint_certs::node_key_and_csr(CSR_COMMON_NAME)
         .context("cannot generate the node key")?;
 
-    let url = format!(
-        "{}/api/node/enroll",
-        args.control_plane.trim_end_matches('/')
-    );
+    let url = format!("{}/api/node/enroll", control_plane.trim_end_matches('/'));
     let response = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()?
         .post(&url)
         .json(&EnrollRequest {
-            token: &args.token,
+            token,
             csr: &csr_pem,
         })
         .send()
@@ -74,16 +108,8 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrollment> {
         .await
         .context("the control plane's enrollment answer is not what was expected")?;
 
-    let ca_fingerprint = nexpoint_certs::fingerprint_pem(&enrolled.ca_certificate)
+    nexpoint_certs::fingerprint_pem(&enrolled.ca_certificate)
         .context("the returned CA certificate is invalid")?;
-    if let Some(expected) = &args.ca_fingerprint
-        && normalize_fingerprint(expected) != ca_fingerprint
-    {
-        bail!(
-            "the control plane's CA fingerprint is {ca_fingerprint}, not the expected {}; nothing written",
-            normalize_fingerprint(expected)
-        );
-    }
     nexpoint_certs::fingerprint_pem(&enrolled.certificate)
         .context("the returned node certificate is invalid")?;
     nexpoint_certs::fingerprint_pem(&enrolled.control_plane_certificate)
@@ -91,51 +117,61 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrollment> {
 
     let enrollment = Enrollment {
         node_id: enrolled.node_id,
-        name: enrolled.node_name.clone(),
-        control_plane: args.control_plane.clone(),
+        name: enrolled.node_name,
+        control_plane: control_plane.to_string(),
     };
-    write_enrollment(&state_dir, &key_pem, &enrolled, &enrollment)?;
-    Ok(enrollment)
+    let identity = Identity {
+        key_pem,
+        certificate: enrolled.certificate,
+        ca_certificate: enrolled.ca_certificate,
+        control_plane_certificate: enrolled.control_plane_certificate,
+    };
+    Ok((identity, enrollment))
 }
 
 /// Each file is replaced atomically; enrollment.json goes last, so its
-/// presence means the rest is complete.
+/// presence means the rest is complete. A certificate rotation of an earlier
+/// enrollment is dropped first: finishing it on the next start would replace
+/// the new identity with the old one's.
 fn write_enrollment(
     state_dir: &StateDir,
-    key_pem: &str,
-    enrolled: &EnrollResponse,
+    identity: &Identity,
     enrollment: &Enrollment,
 ) -> anyhow::Result<()> {
     state_dir
         .create()
         .with_context(|| format!("cannot create {}", state_dir.root().display()))?;
+    node_identity::discard_rotation(state_dir).with_context(|| {
+        format!(
+            "cannot remove the pending rotation in {}",
+            state_dir.root().display()
+        )
+    })?;
     let files = [
-        (state_dir.node_key(), key_pem.as_bytes().to_vec(), PRIVATE),
+        (state_dir.node_key(), identity.key_pem.as_bytes(), PRIVATE),
         (
             state_dir.node_cert(),
-            enrolled.certificate.as_bytes().to_vec(),
+            identity.certificate.as_bytes(),
             PUBLIC,
         ),
         (
             state_dir.ca_cert(),
-            enrolled.ca_certificate.as_bytes().to_vec(),
+            identity.ca_certificate.as_bytes(),
             PUBLIC,
         ),
         (
             state_dir.control_plane_cert(),
-            enrolled.control_plane_certificate.as_bytes().to_vec(),
-            PUBLIC,
-        ),
-        (
-            state_dir.enrollment(),
-            serde_json::to_vec_pretty(enrollment)?,
+            identity.control_plane_certificate.as_bytes(),
             PUBLIC,
         ),
     ];
     for (path, contents, mode) in files {
-        write_atomic(&path, &contents, mode)
+        write_atomic(&path, contents, mode)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let path = state_dir.enrollment();
+    write_atomic(&path, &serde_json::to_vec_pretty(enrollment)?, PUBLIC)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

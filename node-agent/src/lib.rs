@@ -5,6 +5,7 @@
 pub mod agent_service;
 pub mod applied_state;
 pub mod atomic_file;
+pub mod certificate_rotation;
 pub mod cli;
 pub mod core_api;
 pub mod core_config;
@@ -13,8 +14,10 @@ pub mod core_logs;
 pub mod core_process;
 pub mod core_supervisor;
 pub mod enroll;
+pub mod enroll_bundle;
 pub mod inbound_users;
 pub mod node;
+pub mod node_identity;
 pub mod orphan_core;
 pub mod run;
 pub mod state_dir;

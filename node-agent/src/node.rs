@@ -19,7 +19,9 @@ use crate::core_api::{CoreApi, CoreApiError};
 use crate::core_config::{ConfigError, Template};
 use crate::core_logs::CoreLogs;
 use crate::core_process::RunExit;
-use crate::core_supervisor::{CoreError, CoreSettings, CoreSupervisor, free_loopback_port};
+use crate::core_supervisor::{
+    CoreError, CoreSettings, CoreSupervisor, free_loopback_port, test_config,
+};
 use crate::inbound_users::{UserChange, diff};
 use crate::orphan_core;
 use crate::state_dir::StateDir;
@@ -107,6 +109,7 @@ struct Published {
 pub struct Node {
     state_dir: StateDir,
     inner: tokio::sync::Mutex<Inner>,
+    config_tests: tokio::sync::Mutex<()>,
     journal: UsageJournal,
     logs: CoreLogs,
     published: Mutex<Published>,
@@ -132,6 +135,7 @@ impl Node {
         let node = Arc::new(Self {
             state_dir,
             inner: tokio::sync::Mutex::new(Inner { applied, core }),
+            config_tests: tokio::sync::Mutex::new(()),
             journal,
             logs,
             published: Mutex::new(Published::default()),
@@ -322,9 +326,49 @@ impl Node {
         state: &AppliedState,
     ) -> Result<(Value, u16), ApplyError> {
         let kind = inner.core.identify().await?.kind;
-        let port = free_loopback_port(&template.inbound_ports()).map_err(ApplyError::Port)?;
-        let clients = template.clients(&state.user_list());
-        Ok((template.render(&clients, kind, port), port))
+        render_with_users(template, &state.user_list(), kind)
+    }
+
+    /// Renders `template_json` exactly as an apply would (the applied users,
+    /// API inbound, stats, policy) and has the core check it, without
+    /// touching the running core, the applied state or the core's status.
+    /// `Ok(Err(line))` is a refusal: the template's parse error, the core's
+    /// own line, or why the core binary cannot be run.
+    pub async fn test_core_config(
+        &self,
+        template_json: &str,
+    ) -> Result<Result<(), String>, ApplyError> {
+        let template = match Template::parse(template_json) {
+            Ok(template) => template,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        // One check at a time: they share the file the core reads.
+        let _serial = self.config_tests.lock().await;
+        let (bin, known_kind, users) = {
+            let inner = self.inner.lock().await;
+            let users = inner
+                .applied
+                .as_ref()
+                .map(AppliedState::user_list)
+                .unwrap_or_default();
+            (inner.core.settings().bin.clone(), inner.core.kind(), users)
+        };
+        let kind = match known_kind {
+            Some(kind) => kind,
+            // Not cached through the supervisor: a check must not change
+            // what GetCoreStatus reports.
+            None => match crate::core_kind::detect(&bin).await {
+                Ok(identity) => identity.kind,
+                Err(e) => return Ok(Err(e.to_string())),
+            },
+        };
+        let (config, _port) = render_with_users(&template, &users, kind)?;
+        let path = self.state_dir.tested_core_config();
+        match test_config(&bin, kind, &path, &config).await {
+            Ok(()) => Ok(Ok(())),
+            Err(CoreError::Rejected(line) | CoreError::Unusable(line)) => Ok(Err(line)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// (Re)starts the core from the applied state.
@@ -466,6 +510,17 @@ impl Node {
         inner.core.stop().await;
         self.publish(&inner);
     }
+}
+
+/// The full config for `users` with a fresh API port (not one of the
+/// template's inbound ports): what the core runs, or checks.
+fn render_with_users(
+    template: &Template,
+    users: &[nexpoint_proto::agent::UserSpec],
+    kind: crate::core_kind::CoreKind,
+) -> Result<(Value, u16), ApplyError> {
+    let port = free_loopback_port(&template.inbound_ports()).map_err(ApplyError::Port)?;
+    Ok((template.render(&template.clients(users), kind, port), port))
 }
 
 /// Restarts the core after it died (or failed to start), with backoff.

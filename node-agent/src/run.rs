@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::agent_service::AgentService;
+use crate::certificate_rotation::CertificateRotation;
 use crate::cli::RunArgs;
 use crate::core_kind::default_core_bin;
 use crate::core_supervisor::CoreSettings;
 use crate::enroll::load_enrollment;
 use crate::node::{Backoff, Node, NodeSettings};
 use crate::state_dir::StateDir;
-use crate::tls_incoming;
+use crate::{node_identity, tls_incoming};
 
 /// How long open requests may take to finish after the stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +30,18 @@ const CORE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let state_dir = StateDir::new(&args.state_dir);
     let enrollment = load_enrollment(&state_dir)?;
-    let tls = server_tls_config(&state_dir)?;
+    // Before the certificate is loaded: a rotation a crash interrupted is
+    // finished first, so the pair loaded always matches.
+    node_identity::recover(&state_dir)?;
+    let (tls, certificate) = tls_incoming::server_config(&state_dir)?;
+    let ca_pem = std::fs::read_to_string(state_dir.ca_cert())
+        .with_context(|| format!("cannot read {}", state_dir.ca_cert().display()))?;
+    let rotation = Arc::new(CertificateRotation::new(
+        state_dir.clone(),
+        enrollment.node_id,
+        ca_pem,
+        certificate,
+    ));
     let core_bin = args
         .core_bin
         .clone()
@@ -59,7 +71,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let service = AgentService::new(node.clone(), shutdown.clone());
+    let service = AgentService::new(node.clone(), rotation, shutdown.clone());
     let incoming = tls_incoming::incoming(listener, tls, shutdown.clone());
     tracing::info!(node_id = enrollment.node_id, name = %enrollment.name, %addr, "serving the control plane");
     println!("listening on {addr}");
@@ -85,20 +97,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
 async fn stop(node: &Arc<Node>, usage: tokio::task::JoinHandle<()>) {
     node.shutdown().await;
     let _ = usage.await;
-}
-
-fn server_tls_config(state_dir: &StateDir) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let read = |path: PathBuf| {
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let config = nexpoint_certs::node_server_config(
-        &read(state_dir.ca_cert())?,
-        &read(state_dir.node_cert())?,
-        &read(state_dir.node_key())?,
-        &read(state_dir.control_plane_cert())?,
-    )
-    .context("invalid node certificates")?;
-    Ok(config)
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

@@ -36,6 +36,18 @@ impl StateDir {
         self.root.join("node.pem")
     }
 
+    /// The key of a certificate rotation in progress (between
+    /// BeginCertificateRotation and CompleteCertificateRotation).
+    pub fn node_next_key(&self) -> PathBuf {
+        self.root.join("node.next.key")
+    }
+
+    /// The certificate for `node.next.key`, present only while a completed
+    /// rotation is being moved into place (see `node_identity`).
+    pub fn node_next_cert(&self) -> PathBuf {
+        self.root.join("node.next.pem")
+    }
+
     pub fn ca_cert(&self) -> PathBuf {
         self.root.join("ca.pem")
     }
@@ -71,5 +83,10 @@ impl StateDir {
     /// A rendered config being validated before it replaces the running one.
     pub fn candidate_core_config(&self) -> PathBuf {
         self.root.join("core.candidate.json")
+    }
+
+    /// A rendered config checked on request (TestCoreConfig), never run.
+    pub fn tested_core_config(&self) -> PathBuf {
+        self.root.join("core.test.json")
     }
 }

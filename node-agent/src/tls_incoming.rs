@@ -2,6 +2,10 @@
 //! used): accept TCP, handshake per connection in its own task, hand
 //! successful streams to the server. A failed handshake (a port scanner, a
 //! client without the pinned certificate) is logged and never stops serving.
+//!
+//! The server certificate comes from a [`NodeCertificate`] each handshake
+//! reads anew, so certificate rotation swaps it live: new handshakes present
+//! the new certificate, established connections are not touched.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use anyhow::Context as _;
+use nexpoint_certs::NodeCertificate;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -18,6 +24,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::state_dir::StateDir;
 
 /// A client that does not finish its handshake in time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +95,27 @@ impl AsyncWrite for TlsConnection {
     fn is_write_vectored(&self) -> bool {
         self.0.is_write_vectored()
     }
+}
+
+/// The mutual-TLS server config from the state dir's certificates, and the
+/// handle that replaces the node certificate it presents.
+pub fn server_config(
+    state_dir: &StateDir,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<NodeCertificate>)> {
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let node_cert_path = state_dir.node_cert();
+    let certificate =
+        NodeCertificate::new(&read(node_cert_path.clone())?, &read(state_dir.node_key())?)
+            .with_context(|| format!("invalid node certificate {}", node_cert_path.display()))?;
+    let config = nexpoint_certs::node_server_config_with_certificate(
+        &read(state_dir.ca_cert())?,
+        certificate.clone(),
+        &read(state_dir.control_plane_cert())?,
+    )
+    .context("invalid node certificates")?;
+    Ok((config, certificate))
 }
 
 /// Accepts on `listener` until `stop`, yielding handshaken connections.

@@ -1,31 +1,27 @@
 //! The `nexpoint-node` binary end to end: enrollment files in a state dir,
 //! `run` with the real V2Ray core, the control plane's mutual-TLS client,
-//! refused impostors, and an orderly SIGTERM.
+//! refused impostors, an orderly SIGTERM, certificate rotation without
+//! downtime and config checks over the wire.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use nexpoint_certs::{
-    CONTROL_PLANE_COMMON_NAME, CertificateAuthority, control_plane_client_config, fingerprint_pem,
-    node_key_and_csr, node_server_name,
+    CONTROL_PLANE_COMMON_NAME, CertificateAuthority, fingerprint_pem, node_key_and_csr,
 };
 use nexpoint_proto::agent::agent_client::AgentClient;
 use nexpoint_proto::agent::{
-    AckUsageRequest, CollectUsageRequest, CoreStatusRequest, HealthRequest, StreamLogsRequest,
+    AckUsageRequest, BeginCertificateRotationRequest, CollectUsageRequest,
+    CompleteCertificateRotationRequest, CoreStatusRequest, HealthRequest, StreamLogsRequest,
+    TestCoreConfigRequest,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Code;
+use tonic::transport::Channel;
 
 const NODE_ID: i64 = 7;
 
@@ -63,68 +59,19 @@ fn enrolled_state_dir(dir: &Path) -> Pki {
     }
 }
 
-/// Starts `nexpoint-node run` and waits for its readiness line.
-async fn start_agent(state_dir: &Path, usage_interval_ms: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nexpoint-node"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--usage-interval-ms",
-            usage_interval_ms,
-        ])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--core-bin")
-        .arg(v2ray_bin())
-        .env("NEXPOINT_NODE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                return addr.parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("agent exited before listening");
-    })
-    .await
-    .expect("agent prints its readiness line");
-    (child, addr)
-}
-
 async fn client(
     addr: SocketAddr,
     pki: &Pki,
     cert: &str,
     key: &str,
 ) -> Result<AgentClient<Channel>, tonic::transport::Error> {
-    let config = control_plane_client_config(
-        pki.ca.cert_pem(),
-        cert,
-        key,
-        &fingerprint_pem(&pki.node_cert).unwrap(),
-    )
-    .unwrap();
-    let connector = tower::service_fn(move |_: Uri| {
-        let config: Arc<rustls::ClientConfig> = config.clone();
-        async move {
-            let tcp = TcpStream::connect(addr).await?;
-            let name = ServerName::try_from(node_server_name(NODE_ID)).unwrap();
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    });
-    let channel = Endpoint::from_static("http://agent.invalid")
-        .connect_with_connector(connector)
-        .await?;
-    Ok(AgentClient::new(channel))
+    let cp = ControlPlaneSide {
+        ca_pem: pki.ca.cert_pem().into(),
+        cert_pem: cert.into(),
+        key_pem: key.into(),
+        node_id: NODE_ID,
+    };
+    agent_client(addr, &cp, &pki.node_cert).await
 }
 
 async fn health_of(
@@ -136,16 +83,6 @@ async fn health_of(
         .await
         .map(|r| r.into_inner().revision)
         .map_err(|e| e.to_string())
-}
-
-async fn sigterm_and_wait(mut child: Child) {
-    let pid = child.id().unwrap() as i32;
-    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("agent stops after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
 }
 
 #[tokio::test]
@@ -330,5 +267,243 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
         .into_inner();
     assert!(after_ack.entries.is_empty());
     assert_eq!(after_ack.last_sequence, last);
+    sigterm_and_wait(agent).await;
+}
+
+#[tokio::test]
+async fn rotates_its_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = enrolled_state_dir(dir.path());
+    let (agent, addr) = start_agent(dir.path(), "10000").await;
+    let cp = ControlPlaneSide {
+        ca_pem: pki.ca.cert_pem().into(),
+        cert_pem: pki.control_plane_cert.clone(),
+        key_pem: pki.control_plane_key.clone(),
+        node_id: NODE_ID,
+    };
+    let mut old_connection = agent_client(addr, &cp, &pki.node_cert).await.unwrap();
+    old_connection.health(HealthRequest {}).await.unwrap();
+
+    // Nothing pending yet.
+    let refused = old_connection
+        .complete_certificate_rotation(CompleteCertificateRotationRequest {
+            certificate_pem: pki
+                .ca
+                .issue_client("x", time::Duration::days(1))
+                .unwrap()
+                .cert_pem,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("no certificate rotation is pending"),
+        "{refused:?}"
+    );
+
+    let csr = old_connection
+        .begin_certificate_rotation(BeginCertificateRotationRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .csr_pem;
+    let pending = dir.path().join("node.next.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the pending key is private");
+    }
+    // Until completed, the old certificate is served.
+    health_of(agent_client(addr, &cp, &pki.node_cert).await)
+        .await
+        .unwrap();
+
+    // A certificate for another key, one from another CA, and one for
+    // another node are refused, and change nothing.
+    let (_, other_csr) = node_key_and_csr("other").unwrap();
+    let other_key_cert = pki
+        .ca
+        .sign_node_csr(&other_csr, NODE_ID, time::Duration::days(1))
+        .unwrap();
+    let rogue_ca = CertificateAuthority::generate().unwrap();
+    let rogue_cert = rogue_ca
+        .sign_node_csr(&csr, NODE_ID, time::Duration::days(1))
+        .unwrap();
+    let other_node_cert = pki
+        .ca
+        .sign_node_csr(&csr, NODE_ID + 1, time::Duration::days(1))
+        .unwrap();
+    for (bad, expected) in [
+        (&other_key_cert, "not for the pending key"),
+        (&rogue_cert, "not signed by this CA"),
+        (&other_node_cert, "issued for another name"),
+    ] {
+        let refused = old_connection
+            .complete_certificate_rotation(CompleteCertificateRotationRequest {
+                certificate_pem: bad.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains(expected), "{refused:?}");
+    }
+    let garbage = old_connection
+        .complete_certificate_rotation(CompleteCertificateRotationRequest {
+            certificate_pem: "not a certificate".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("node.pem")).unwrap(),
+        pki.node_cert
+    );
+
+    let new_cert = pki
+        .ca
+        .sign_node_csr(&csr, NODE_ID, time::Duration::days(1))
+        .unwrap();
+    let fingerprint = old_connection
+        .complete_certificate_rotation(CompleteCertificateRotationRequest {
+            certificate_pem: new_cert.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fingerprint;
+    assert_eq!(fingerprint, fingerprint_pem(&new_cert).unwrap());
+    assert!(!pending.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("node.pem")).unwrap(),
+        new_cert
+    );
+
+    // The connection opened before still works; new handshakes present the
+    // new certificate, so a client pinned to the old one is refused.
+    old_connection.health(HealthRequest {}).await.unwrap();
+    health_of(agent_client(addr, &cp, &new_cert).await)
+        .await
+        .unwrap();
+    assert!(
+        health_of(agent_client(addr, &cp, &pki.node_cert).await)
+            .await
+            .is_err()
+    );
+
+    // A retried completion (its answer was lost) gets the same answer.
+    let again = old_connection
+        .complete_certificate_rotation(CompleteCertificateRotationRequest {
+            certificate_pem: new_cert.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.fingerprint, fingerprint);
+
+    // After a restart the new certificate is the one served.
+    sigterm_and_wait(agent).await;
+    let (agent, addr) = start_agent(dir.path(), "10000").await;
+    health_of(agent_client(addr, &cp, &new_cert).await)
+        .await
+        .unwrap();
+    assert!(
+        health_of(agent_client(addr, &cp, &pki.node_cert).await)
+            .await
+            .is_err()
+    );
+    sigterm_and_wait(agent).await;
+}
+
+#[tokio::test]
+async fn a_pending_rotation_survives_an_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = enrolled_state_dir(dir.path());
+    let cp = ControlPlaneSide {
+        ca_pem: pki.ca.cert_pem().into(),
+        cert_pem: pki.control_plane_cert.clone(),
+        key_pem: pki.control_plane_key.clone(),
+        node_id: NODE_ID,
+    };
+    let (agent, addr) = start_agent(dir.path(), "10000").await;
+    let csr = agent_client(addr, &cp, &pki.node_cert)
+        .await
+        .unwrap()
+        .begin_certificate_rotation(BeginCertificateRotationRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .csr_pem;
+    sigterm_and_wait(agent).await;
+
+    let (agent, addr) = start_agent(dir.path(), "10000").await;
+    let new_cert = pki
+        .ca
+        .sign_node_csr(&csr, NODE_ID, time::Duration::days(1))
+        .unwrap();
+    let fingerprint = agent_client(addr, &cp, &pki.node_cert)
+        .await
+        .unwrap()
+        .complete_certificate_rotation(CompleteCertificateRotationRequest {
+            certificate_pem: new_cert.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fingerprint;
+    assert_eq!(fingerprint, fingerprint_pem(&new_cert).unwrap());
+    health_of(agent_client(addr, &cp, &new_cert).await)
+        .await
+        .unwrap();
+    sigterm_and_wait(agent).await;
+}
+
+#[tokio::test]
+async fn tests_a_core_config_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = enrolled_state_dir(dir.path());
+    let (agent, addr) = start_agent(dir.path(), "10000").await;
+    let mut cp = client(addr, &pki, &pki.control_plane_cert, &pki.control_plane_key)
+        .await
+        .unwrap();
+    let good = cp
+        .test_core_config(TestCoreConfigRequest {
+            core_config_json: vmess_template(free_port()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(good.ok, "{good:?}");
+    assert_eq!(good.error, "");
+
+    let mut template: serde_json::Value =
+        serde_json::from_str(&vmess_template(free_port())).unwrap();
+    template["inbounds"][0]["protocol"] = "nosuchproto".into();
+    let bad = cp
+        .test_core_config(TestCoreConfigRequest {
+            core_config_json: template.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!bad.ok);
+    assert!(
+        bad.error.contains("unknown config id: nosuchproto"),
+        "{bad:?}"
+    );
+
+    let unparsable = cp
+        .test_core_config(TestCoreConfigRequest {
+            core_config_json: "{".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!unparsable.ok);
+    assert!(
+        unparsable.error.contains("not valid JSON"),
+        "{unparsable:?}"
+    );
     sigterm_and_wait(agent).await;
 }

@@ -19,13 +19,17 @@ pub const UUID_A: &str = "11111111-1111-4111-8111-111111111111";
 pub const UUID_B: &str = "22222222-2222-4222-8222-222222222222";
 pub const UUID_C: &str = "33333333-3333-4333-8333-333333333333";
 
-/// The real V2Ray binary. A missing binary fails the test: it must not be
-/// silently skipped.
+/// The real V2Ray binary: `NEXPOINT_V2RAY_BIN` (or `V2RAY_BIN`), default
+/// /usr/bin/v2ray. A missing binary fails the test, in CI and everywhere
+/// else: it must never be silently skipped.
 pub fn v2ray_bin() -> PathBuf {
-    let bin = PathBuf::from(std::env::var("V2RAY_BIN").unwrap_or_else(|_| "/usr/bin/v2ray".into()));
+    let bin = std::env::var("NEXPOINT_V2RAY_BIN")
+        .or_else(|_| std::env::var("V2RAY_BIN"))
+        .unwrap_or_else(|_| "/usr/bin/v2ray".into());
+    let bin = PathBuf::from(bin);
     assert!(
         bin.is_file(),
-        "V2Ray binary {} not found (install v2ray or set V2RAY_BIN)",
+        "V2Ray binary {} not found (install v2ray or set NEXPOINT_V2RAY_BIN)",
         bin.display()
     );
     bin
@@ -235,4 +239,102 @@ pub async fn echo_through_socks(socks_port: u16, target: std::net::SocketAddr, l
     };
     tokio::join!(send, receive);
     assert_eq!(echoed, payload);
+}
+
+/// Starts `nexpoint-node run` on a free port with the real V2Ray and waits
+/// for its readiness line.
+pub async fn start_agent(
+    state_dir: &Path,
+    usage_interval_ms: &str,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nexpoint-node"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--usage-interval-ms",
+            usage_interval_ms,
+        ])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--core-bin")
+        .arg(v2ray_bin())
+        .env("NEXPOINT_NODE_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("agent exited before listening");
+    })
+    .await
+    .expect("agent prints its readiness line");
+    (child, addr)
+}
+
+/// What the control plane holds to talk to one node.
+pub struct ControlPlaneSide {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub node_id: i64,
+}
+
+/// A gRPC client to the agent at `addr` over mutual TLS, pinned to
+/// `pinned_node_cert` (as the control plane does).
+pub async fn agent_client(
+    addr: std::net::SocketAddr,
+    cp: &ControlPlaneSide,
+    pinned_node_cert: &str,
+) -> Result<
+    nexpoint_proto::agent::agent_client::AgentClient<tonic::transport::Channel>,
+    tonic::transport::Error,
+> {
+    let config = nexpoint_certs::control_plane_client_config(
+        &cp.ca_pem,
+        &cp.cert_pem,
+        &cp.key_pem,
+        &nexpoint_certs::fingerprint_pem(pinned_node_cert).unwrap(),
+    )
+    .unwrap();
+    let node_id = cp.node_id;
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let config: std::sync::Arc<rustls::ClientConfig> = config.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let name =
+                rustls::pki_types::ServerName::try_from(nexpoint_certs::node_server_name(node_id))
+                    .unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_static("http://agent.invalid")
+        .connect_with_connector(connector)
+        .await?;
+    Ok(nexpoint_proto::agent::agent_client::AgentClient::new(
+        channel,
+    ))
+}
+
+/// SIGTERM, then the agent must exit 0.
+pub async fn sigterm_and_wait(mut child: tokio::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    let pid = child.id().unwrap() as i32;
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("agent stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
 }
