@@ -21,6 +21,25 @@ pub enum Command {
     /// Manage admins directly in the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage nodes directly in the database.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Print an offline enrollment bundle for a node added before (with
+    /// `POST /api/node`): one line that `nexpoint-node enroll --bundle`
+    /// accepts, for hosts that cannot reach the control plane while they are
+    /// set up. It issues the node a new key and certificate, replacing any
+    /// earlier enrollment. The bundle holds the node's private key: treat it
+    /// as a secret.
+    Bundle {
+        /// The node's name.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +62,10 @@ pub enum AdminCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(*args).await,
+        Command::Node(NodeCommand::Bundle { name, database }) => {
+            println!("{}", node_bundle(&name, &database).await?);
+            Ok(())
+        }
         Command::Admin(AdminCommand::Create {
             username,
             password,
@@ -81,4 +104,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Issues `name` a key and certificate and returns them as a bundle.
+async fn node_bundle(name: &str, database: &DatabaseArgs) -> anyhow::Result<String> {
+    if !database.data_dir.join("pki").exists() {
+        bail!(
+            "no control-plane CA under {}: run this where `nexpoint serve` keeps its data \
+             (--data-dir)",
+            database.data_dir.display()
+        );
+    }
+    let pki = crate::pki::Pki::load_or_create(&database.data_dir)
+        .context("loading the control plane's CA")?;
+    let store = Store::connect(&database.url()).await?;
+    let result = async {
+        let node = match store.node_by_name(name).await {
+            Err(StoreError::NotFound) => {
+                bail!("no node named {name:?}; add it first (POST /api/node)")
+            }
+            other => other?,
+        };
+        // The CA decides the certificate's name; the CSR only carries the key.
+        let (key, csr) = nexpoint_certs::node_key_and_csr("nexpoint-node")?;
+        let issued = crate::nodes::rotation::issue(&pki, node.id, &csr)?;
+        store.install_node_certificate(node.id, &issued).await?;
+        Ok(nexpoint_certs::NodeBundle {
+            node_id: node.id,
+            node_name: node.name,
+            control_plane: String::new(),
+            ca_certificate: pki.ca.cert_pem().to_owned(),
+            certificate: issued.pem,
+            key,
+            control_plane_certificate: pki.client.cert_pem.clone(),
+        }
+        .encode())
+    }
+    .await;
+    store.close().await;
+    result
 }

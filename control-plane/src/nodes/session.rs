@@ -126,7 +126,7 @@ async fn session(
     backoff: &mut Backoff,
     reported: &mut Option<(String, Option<String>)>,
 ) -> Result<(), SessionError> {
-    let node = match ctx.store.node(node_id).await {
+    let mut node = match ctx.store.node(node_id).await {
         Err(StoreError::NotFound) => return Ok(()),
         other => other?,
     };
@@ -137,9 +137,18 @@ async fn session(
             ..Default::default()
         };
         report(ctx, node_id, health, reported).await;
-        // Enrollment restarts this task.
-        cancel.cancelled().await;
-        return Ok(());
+    }
+    // Token enrollment restarts this task; an offline bundle is written to
+    // the database by another process, so look again now and then.
+    while node.certificate_fingerprint.is_none() {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(ctx.interval) => {}
+        }
+        node = match ctx.store.node(node_id).await {
+            Err(StoreError::NotFound) => return Ok(()),
+            other => other?,
+        };
     }
     let (mut agent, pin) = client::connect(&ctx.pki, &node).await?;
     if pin == Pin::Next {

@@ -121,4 +121,33 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Pins a certificate the control plane issued itself (offline bundle):
+    /// any pending token or rotation is void, and the node trusts nothing
+    /// but this certificate from now on.
+    pub async fn install_node_certificate(
+        &self,
+        node_id: i64,
+        issued: &IssuedNodeCertificate,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE nodes SET certificate_pem = $1, certificate_fingerprint = $2, \
+             certificate_not_after = $3, enrollment_token_hash = NULL, \
+             enrollment_expires_at = NULL, next_certificate_pem = NULL, \
+             next_certificate_fingerprint = NULL, next_certificate_not_after = NULL, \
+             message = NULL, \
+             status = CASE WHEN status = 'disabled' THEN status ELSE 'connecting' END \
+             WHERE id = $4",
+        )
+        .bind(&issued.pem)
+        .bind(&issued.fingerprint)
+        .bind(issued.not_after)
+        .bind(node_id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
 }
