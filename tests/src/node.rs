@@ -83,6 +83,24 @@ impl Node {
         })
     }
 
+    /// Runs the agent on a state dir enrolled some other way (an offline
+    /// bundle) for the node `created`, listening on `agent_port`.
+    pub async fn start_enrolled(
+        created: CreatedNode,
+        state_dir: TempDir,
+        agent_port: u16,
+        core_bin: &Path,
+    ) -> Result<Self> {
+        let process = spawn_agent(&created.name, state_dir.path(), agent_port, core_bin).await?;
+        Ok(Self {
+            created,
+            agent_port,
+            core_bin: core_bin.to_path_buf(),
+            state_dir,
+            process,
+        })
+    }
+
     /// Stops the agent with SIGTERM (SIGKILL after 10 s). Its core may keep running.
     pub async fn stop_agent(&mut self) -> Result<ExitStatus> {
         self.process.terminate(Duration::from_secs(10)).await
