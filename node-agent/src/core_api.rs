@@ -58,10 +58,15 @@ impl CoreApi {
         self.kind
     }
 
-    /// Seconds since the core started.
+    /// Seconds since the core started. 0 when the core lacks GetSysStats
+    /// (answers UNIMPLEMENTED): the API still answered, so the core counts as
+    /// ready, and a restart is then told by the run's identity alone.
     pub async fn uptime(&self) -> Result<u32, CoreApiError> {
-        let response = self.stats.clone().get_sys_stats(SysStatsRequest {}).await?;
-        Ok(response.into_inner().uptime)
+        match self.stats.clone().get_sys_stats(SysStatsRequest {}).await {
+            Ok(response) => Ok(response.into_inner().uptime),
+            Err(status) if is_unimplemented(&status) => Ok(0),
+            Err(status) => Err(status.into()),
+        }
     }
 
     /// Cumulative per-user counters since the core started (never reset, so
@@ -123,6 +128,12 @@ impl CoreApi {
     }
 }
 
+/// The core has no such RPC (an Xray-only call on V2Ray 4.x, or an older
+/// build): degrade, never fail an apply over it.
+pub fn is_unimplemented(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unimplemented
+}
+
 /// `User <email> already exists.`
 pub fn is_already_exists(status: &tonic::Status) -> bool {
     status.message().contains("already exists")
@@ -150,5 +161,9 @@ mod tests {
         assert!(!is_already_exists(&missing));
         assert!(is_not_found(&missing));
         assert!(!is_not_found(&no_handler));
+        assert!(is_unimplemented(&tonic::Status::unimplemented(
+            "unknown method GetStatsOnline"
+        )));
+        assert!(!is_unimplemented(&exists));
     }
 }

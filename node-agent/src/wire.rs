@@ -313,4 +313,145 @@ mod tests {
         assert_eq!(typed.value, b"\x0a\x01k");
         assert!(account(CoreKind::V2Ray, &ss22).is_err());
     }
+
+    /// Length-delimited field: tag byte, one-byte length, bytes.
+    fn field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+        assert!(bytes.len() < 128, "one-byte varint length only");
+        let mut out = vec![tag, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// `TypedMessage { type = 1; value = 2; }` as bytes.
+    fn typed_bytes(type_name: &str, value: &[u8]) -> Vec<u8> {
+        let mut out = field(0x0a, type_name.as_bytes());
+        out.extend(field(0x12, value));
+        out
+    }
+
+    #[test]
+    fn xray_vless_add_operation_bytes() {
+        let op = add_user_operation(
+            CoreKind::Xray,
+            "7.bob",
+            &Credential::Vless {
+                id: "u".into(),
+                flow: "xtls-rprx-vision".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(op.r#type, "xray.app.proxyman.command.AddUserOperation");
+        let account = typed_bytes(
+            "xray.proxy.vless.Account",
+            b"\x0a\x01u\x12\x10xtls-rprx-vision",
+        );
+        // User { level 0 (default, omitted), email = 2, account = 3 }.
+        let mut user = field(0x12, b"7.bob");
+        user.extend(field(0x1a, &account));
+        assert_eq!(op.value, field(0x0a, &user));
+    }
+
+    #[test]
+    fn alter_inbound_request_bytes_per_kind() {
+        use nexpoint_proto::xray::proxyman::AlterInboundRequest;
+        for (kind, type_name) in [
+            (
+                CoreKind::Xray,
+                "xray.app.proxyman.command.RemoveUserOperation",
+            ),
+            (
+                CoreKind::V2Ray,
+                "v2ray.core.app.proxyman.command.RemoveUserOperation",
+            ),
+        ] {
+            let request = AlterInboundRequest {
+                tag: "vm".into(),
+                operation: Some(remove_user_operation(kind, "1.a")),
+            };
+            // tag = 1, operation = 2 (TypedMessage), RemoveUserOperation.email = 1.
+            let mut expected = field(0x0a, b"vm");
+            expected.extend(field(0x12, &typed_bytes(type_name, b"\x0a\x031.a")));
+            assert_eq!(request.encode_to_vec(), expected, "{kind}");
+        }
+    }
+
+    #[test]
+    fn vmess_account_bytes_are_the_same_on_both_cores_but_not_the_type() {
+        let credential = Credential::Vmess { id: "u".into() };
+        let xray = account(CoreKind::Xray, &credential).unwrap();
+        let v2ray = account(CoreKind::V2Ray, &credential).unwrap();
+        assert_eq!(xray.r#type, "xray.proxy.vmess.Account");
+        assert_eq!(v2ray.r#type, "v2ray.core.proxy.vmess.Account");
+        // id = 1; alter_id = 2 is 0 and so absent (V2Ray 4.x: AEAD only);
+        // security_settings = 3 { type = AUTO (2) }.
+        assert_eq!(xray.value, b"\x0a\x01u\x1a\x02\x08\x02");
+        assert_eq!(v2ray.value, xray.value);
+    }
+
+    #[test]
+    fn shadowsocks_account_bytes_per_kind_and_cipher() {
+        let cases = [
+            ("aes-128-gcm", 5, 1),
+            ("aes-256-gcm", 6, 2),
+            ("chacha20-ietf-poly1305", 7, 3),
+            ("CHACHA20-POLY1305", 7, 3),
+        ];
+        for (method, xray_number, v2ray_number) in cases {
+            let credential = Credential::Shadowsocks {
+                method: method.into(),
+                password: "p".into(),
+            };
+            let xray = account(CoreKind::Xray, &credential).unwrap();
+            let v2ray = account(CoreKind::V2Ray, &credential).unwrap();
+            assert_eq!(xray.r#type, "xray.proxy.shadowsocks.Account");
+            assert_eq!(v2ray.r#type, "v2ray.core.proxy.shadowsocks.Account");
+            // password = 1, cipher_type = 2 (varint), iv_check = 3 false (absent).
+            assert_eq!(
+                xray.value,
+                [0x0a, 0x01, b'p', 0x10, xray_number],
+                "{method}"
+            );
+            assert_eq!(
+                v2ray.value,
+                [0x0a, 0x01, b'p', 0x10, v2ray_number],
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_one_core_lacks_is_an_error_not_a_wrong_message() {
+        // V2Ray 4.x has no XChaCha20 shadowsocks and no shadowsocks 2022;
+        // "none" is V2Ray-only here.
+        assert_eq!(
+            shadowsocks_cipher(CoreKind::V2Ray, "xchacha20-ietf-poly1305"),
+            Err(WireError::UnsupportedCipher {
+                kind: CoreKind::V2Ray,
+                method: "xchacha20-ietf-poly1305".into()
+            })
+        );
+        assert!(shadowsocks_cipher(CoreKind::Xray, "none").is_err());
+        assert_eq!(
+            add_user_operation(
+                CoreKind::V2Ray,
+                "e",
+                &Credential::Shadowsocks2022 { key: "k".into() }
+            ),
+            Err(WireError::NoShadowsocks2022 {
+                kind: CoreKind::V2Ray
+            })
+        );
+        let error = account(
+            CoreKind::V2Ray,
+            &Credential::Shadowsocks {
+                method: "rc4-md5".into(),
+                password: "p".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "shadowsocks method \"rc4-md5\" is not supported by v2ray"
+        );
+    }
 }
