@@ -109,6 +109,49 @@ pub async fn wait_cut_off_at(
     .await
 }
 
+/// Waits (bounded) until a request through the client's SOCKS port `socks`
+/// gets the origin's response head back: the moment a user is served,
+/// without the second or so V2Ray keeps a finished connection open (which a
+/// full [`download`] waits out). Returns how long it took.
+pub async fn wait_first_response_at(
+    socks: SocketAddr,
+    origin: SocketAddr,
+    who: &str,
+    timeout: Duration,
+) -> Result<Duration> {
+    let started = tokio::time::Instant::now();
+    wait_until(timeout, &format!("{who}'s first response"), || async {
+        tokio::time::timeout(TRANSFER_TIMEOUT, response_head(socks, origin))
+            .await
+            .context("no response head in time")?
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
+async fn response_head(socks: SocketAddr, origin: SocketAddr) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = crate::socks::socks5_connect(socks, origin).await?;
+    s.write_all(
+        format!("GET /bytes/{PROBE} HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await?;
+        ensure!(n > 0, "connection closed after {} bytes", head.len());
+        head.extend_from_slice(&buf[..n]);
+    }
+    ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "response {:?}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
+}
+
 /// The control plane's `used_traffic` of `username`.
 pub async fn used_traffic(cp: &ControlPlane, username: &str) -> Result<i64> {
     let user = cp.get_user(username).await?;

@@ -21,7 +21,8 @@ use nexpoint_tests::net::free_ports;
 use nexpoint_tests::paths::v2ray_bin;
 use nexpoint_tests::steps::{
     CONVERGE, REFUSED_PROBE_TIMEOUT, client, connected_node, core_traffic, link_to, links_of,
-    wait_billed_exactly, wait_cut_off_at, wait_reachable, wait_reachable_at,
+    wait_billed_exactly, wait_cut_off_at, wait_first_response_at, wait_reachable,
+    wait_reachable_at,
 };
 use nexpoint_tests::v2ray::{V2rayServer, server_config};
 use nexpoint_tests::{SingBoxClient, TestHttpServer};
@@ -341,6 +342,18 @@ async fn a_thousand_live_user_changes_never_drop_a_connection() {
 ///    the poll's time-out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_created_while_the_node_is_down_works_soon_after_it_returns() {
+    user_created_while_the_node_is_down(Duration::ZERO).await;
+}
+
+/// 5b. The same after the node was unreachable for a while: the control
+///    plane has failed to reach it several times by then. The agent stays
+///    stopped for 15 s, a deliberate pause that is the scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_created_during_a_15_s_node_outage_works_soon_after_it_returns() {
+    user_created_while_the_node_is_down(Duration::from_secs(15)).await;
+}
+
+async fn user_created_while_the_node_is_down(down_for: Duration) {
     const USABLE_WITHIN: Duration = Duration::from_secs(30);
     let cp = ControlPlane::start().await.expect("control plane starts");
     let origin = TestHttpServer::start().await.unwrap();
@@ -357,6 +370,7 @@ async fn a_user_created_while_the_node_is_down_works_soon_after_it_returns() {
         .unwrap();
 
     let status = node.stop_agent().await.expect("agent stops");
+    let stopped = Instant::now();
     eprintln!("agent stopped ({status})");
     let hugo = cp
         .create_simple_user("hugo", &["vless", "trojan"])
@@ -365,22 +379,44 @@ async fn a_user_created_while_the_node_is_down_works_soon_after_it_returns() {
     let links = links_of(&cp, &hugo).await;
     let hugo_vless = client(&link_to(&links, Protocol::Vless, cp.core.vless_port)).await;
     let hugo_trojan = client(&link_to(&links, Protocol::Trojan, cp.core.trojan_port)).await;
+    // The outage itself (zero for an agent that comes straight back).
+    tokio::time::sleep(down_for.saturating_sub(stopped.elapsed())).await;
+    let node_seen = cp.node(node.id()).await.unwrap();
+    eprintln!(
+        "agent down for {:?}; the control plane shows the node {} ({})",
+        stopped.elapsed(),
+        node_seen["status"],
+        node_seen["message"]
+    );
 
     let started = Instant::now();
     node.restart_agent().await.expect("agent starts");
     let listening = started.elapsed();
-    wait_reachable(&hugo_vless, &origin, "hugo (vless)", USABLE_WITHIN)
+    wait_first_response_at(hugo_vless.socks, origin.addr, "hugo (vless)", USABLE_WITHIN)
         .await
         .unwrap();
     let usable = started.elapsed();
-    wait_reachable(&hugo_trojan, &origin, "hugo (trojan)", USABLE_WITHIN)
+    wait_first_response_at(
+        hugo_trojan.socks,
+        origin.addr,
+        "hugo (trojan)",
+        USABLE_WITHIN,
+    )
+    .await
+    .unwrap();
+    let both = started.elapsed();
+    // Whole transfers too, both protocols.
+    wait_reachable(&hugo_vless, &origin, "hugo (vless)", CONVERGE)
         .await
         .unwrap();
-    let both = started.elapsed();
+    wait_reachable(&hugo_trojan, &origin, "hugo (trojan)", CONVERGE)
+        .await
+        .unwrap();
     let connected = node.wait_connected(&cp, CONVERGE).await.unwrap();
     eprintln!(
-        "agent back: listening after {listening:?}; hugo's first transfer through after {usable:?} \
-         (vless), {both:?} (both protocols); node {}",
+        "agent back after {:?} down: listening after {listening:?}; hugo's first response \
+         through after {usable:?} (vless), {both:?} (both protocols); node {}",
+        started.duration_since(stopped),
         connected["status"]
     );
     wait_reachable(
