@@ -69,8 +69,17 @@ impl From<Admin> for AdminResponse {
 
 #[utoipa::path(get, path = "/admin", tag = "Admin",
     responses((status = 200, body = AdminResponse), (status = 401, body = Detail)))]
-pub async fn current(admin: CurrentAdmin) -> Json<AdminResponse> {
-    Json(admin.0.into())
+pub async fn current(
+    State(state): State<AppState>,
+    admin: CurrentAdmin,
+) -> Result<Json<AdminResponse>, ApiError> {
+    // Authentication may have used a cached admin; usage totals are read now.
+    let fresh = state
+        .store
+        .admin_by_username(&admin.0.username)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("Could not validate credentials".into()))?;
+    Ok(Json(fresh.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -126,7 +126,7 @@ pub async fn admin_from_token(state: &AppState, token: &str) -> Result<Admin, Ap
     let claims = state.jwt.verify(token.trim()).ok_or_else(unauthorized)?;
     let admin = state
         .store
-        .admin_by_username(&claims.sub)
+        .admin_for_auth(&claims.sub)
         .await?
         .ok_or_else(unauthorized)?;
     // A password change invalidates every token issued before it.

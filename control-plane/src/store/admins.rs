@@ -1,3 +1,7 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -51,6 +55,35 @@ pub struct AdminUpdate<'a> {
     pub hashed_password: Option<&'a str>,
 }
 
+/// How long an authenticated admin is reused. Every admin change through
+/// this process drops it at once; another replica's change (a deletion, a
+/// password reset) takes effect here within this.
+const AUTH_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Admins as authentication last read them: every API request resolves its
+/// token's admin, and a database round trip for that is a tenth of a cheap
+/// request's time.
+#[derive(Default)]
+pub(crate) struct AdminAuthCache(Mutex<HashMap<String, (Instant, Admin)>>);
+
+impl AdminAuthCache {
+    fn get(&self, username_lower: &str) -> Option<Admin> {
+        let map = self.0.lock().expect("admin cache poisoned");
+        let (at, admin) = map.get(username_lower)?;
+        (at.elapsed() < AUTH_FRESH_FOR).then(|| admin.clone())
+    }
+
+    fn put(&self, username_lower: String, admin: Admin) {
+        let mut map = self.0.lock().expect("admin cache poisoned");
+        // Bounded by the number of admins; stale entries go on any write.
+        map.insert(username_lower, (Instant::now(), admin));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.lock().expect("admin cache poisoned").clear();
+    }
+}
+
 const COLUMNS: &str = "id, username, hashed_password, is_sudo, password_reset_at, telegram_id, \
                        discord_webhook, users_usage";
 
@@ -81,6 +114,21 @@ impl Store {
         .map_err(StoreError::unique("Admin already exists"))
     }
 
+    /// The admin a token names, for authentication: may be up to
+    /// [`AUTH_FRESH_FOR`] old, so fields that change with traffic
+    /// (`users_usage`) must be read with [`Store::admin_by_username`].
+    pub async fn admin_for_auth(&self, username: &str) -> Result<Option<Admin>, StoreError> {
+        let key = username.to_lowercase();
+        if let Some(admin) = self.admin_auth.get(&key) {
+            return Ok(Some(admin));
+        }
+        let admin = self.admin_by_username(username).await?;
+        if let Some(admin) = &admin {
+            self.admin_auth.put(key, admin.clone());
+        }
+        Ok(admin)
+    }
+
     pub async fn admin_by_username(&self, username: &str) -> Result<Option<Admin>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM admins WHERE username_lower = $1"
@@ -97,7 +145,7 @@ impl Store {
         hashed_password: &str,
         is_sudo: bool,
     ) -> Result<Admin, StoreError> {
-        sqlx::query_as(&format!(
+        let changed: Result<Admin, StoreError> = sqlx::query_as(&format!(
             "UPDATE admins SET hashed_password = $1, is_sudo = $2, password_reset_at = $3 \
              WHERE username_lower = $4 RETURNING {COLUMNS}"
         ))
@@ -107,7 +155,11 @@ impl Store {
         .bind(username.to_lowercase())
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound);
+        // After the write: an authentication racing it cannot re-cache the
+        // old admin for longer than AUTH_FRESH_FOR.
+        self.admin_auth.clear();
+        changed
     }
 }
 
@@ -148,7 +200,7 @@ impl Store {
         username: &str,
         update: AdminUpdate<'_>,
     ) -> Result<Admin, StoreError> {
-        sqlx::query_as(&format!(
+        let changed: Result<Admin, StoreError> = sqlx::query_as(&format!(
             "UPDATE admins SET is_sudo = $1, telegram_id = $2, discord_webhook = $3, \
              hashed_password = CASE WHEN $4 = 1 THEN $5 ELSE hashed_password END, \
              password_reset_at = CASE WHEN $4 = 1 THEN $6 ELSE password_reset_at END \
@@ -163,18 +215,26 @@ impl Store {
         .bind(username.to_lowercase())
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound);
+        // After the write: an authentication racing it cannot re-cache the
+        // old admin for longer than AUTH_FRESH_FOR.
+        self.admin_auth.clear();
+        changed
     }
 
     /// Removes an admin; its users stay, without an owner.
     pub async fn delete_admin(&self, username: &str) -> Result<Admin, StoreError> {
-        sqlx::query_as(&format!(
+        let changed: Result<Admin, StoreError> = sqlx::query_as(&format!(
             "DELETE FROM admins WHERE username_lower = $1 RETURNING {COLUMNS}"
         ))
         .bind(username.to_lowercase())
         .fetch_optional(&self.pool)
         .await?
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound);
+        // After the write: an authentication racing it cannot re-cache the
+        // old admin for longer than AUTH_FRESH_FOR.
+        self.admin_auth.clear();
+        changed
     }
 
     pub async fn reset_admin_usage(&self, username: &str) -> Result<Admin, StoreError> {

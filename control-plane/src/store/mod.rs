@@ -56,6 +56,7 @@ pub struct Store {
     config: std::sync::Arc<settings::ConfigCache>,
     /// The enabled hosts, read by every user response and subscription.
     hosts_cache: std::sync::Arc<hosts::HostsCache>,
+    admin_auth: std::sync::Arc<admins::AdminAuthCache>,
 }
 
 pub fn now() -> i64 {
@@ -122,6 +123,7 @@ impl Store {
             system: Default::default(),
             config: Default::default(),
             hosts_cache: Default::default(),
+            admin_auth: Default::default(),
         })
     }
 

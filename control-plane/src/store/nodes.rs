@@ -209,11 +209,13 @@ impl Store {
 
     /// The node with this name, in any case.
     pub async fn node_by_name(&self, name: &str) -> Result<Node, StoreError> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM nodes WHERE name_lower = $1"))
-            .bind(name.to_lowercase())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM nodes WHERE name_lower = $1"
+        ))
+        .bind(name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     pub async fn node(&self, id: i64) -> Result<Node, StoreError> {
