@@ -29,14 +29,16 @@ enum SessionError {
 }
 
 /// Reconnect delays: exponential with jitter, so a fleet that lost the
-/// control plane does not reconnect in lockstep.
+/// control plane does not reconnect in lockstep. Capped low: a node that
+/// comes back must get the users it missed within seconds, and a refused
+/// connection every few seconds costs nothing.
 struct Backoff {
     next: Duration,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(60);
+    const MAX: Duration = Duration::from_secs(8);
 
     fn new() -> Self {
         Self { next: Self::FIRST }
@@ -450,5 +452,28 @@ async fn collect_usage(
         if response.last_sequence <= last {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap_and_resets() {
+        let mut backoff = Backoff::new();
+        let mut base = Backoff::FIRST;
+        for _ in 0..10 {
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= base / 2 && delay <= base,
+                "{delay:?} outside [{:?}, {base:?}]",
+                base / 2
+            );
+            base = (base * 2).min(Backoff::MAX);
+        }
+        assert_eq!(base, Backoff::MAX, "the cap is reached");
+        backoff.reset();
+        assert!(backoff.next_delay() <= Backoff::FIRST);
     }
 }
