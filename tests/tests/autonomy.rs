@@ -402,10 +402,16 @@ async fn agent_restart_during_outage(crash: bool) {
         dave_run1 + dave_run2,
         erin_run1 + erin_run2
     );
-    // And the node still serves.
+    // And the node still serves, on the same core: the control plane's
+    // return restarted nothing.
     wait_reachable(&dave_client, &origin, "dave at the end", CONVERGE)
         .await
         .unwrap();
+    assert_eq!(
+        live_core(&node).unwrap(),
+        run2,
+        "the core was restarted when the control plane came back"
+    );
 }
 
 /// `core_restarts` of GET /api/node/{id}, if the field is there.

@@ -75,7 +75,9 @@ fn inbound_port(cp: &ControlPlane, p: Protocol) -> u16 {
     cp.core.port_of(inbound_tag(p)).unwrap()
 }
 
-/// Runs `request(i)` for every i in 0..n, `CONCURRENCY` at a time; every
+/// Runs `request(i)` for every i in 0..n, `CONCURRENCY` at a time, and the
+/// last one alone once all others were answered: its change carries the
+/// highest revision, so a node that shows it has applied all of them. Every
 /// answer must be a success.
 async fn for_each_user(
     cp: &ControlPlane,
@@ -85,7 +87,7 @@ async fn for_each_user(
 ) -> Duration {
     let started = Instant::now();
     let mut in_flight = JoinSet::new();
-    for i in 0..n {
+    for i in 0..n - 1 {
         if in_flight.len() >= CONCURRENCY {
             in_flight.join_next().await.unwrap().unwrap();
         }
@@ -100,6 +102,10 @@ async fn for_each_user(
     while let Some(done) = in_flight.join_next().await {
         done.unwrap();
     }
+    let what = format!("{what} {}", churn_name(n - 1));
+    expect_success(request(&cp.http, &cp.base_url, n - 1), &what)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     started.elapsed()
 }
 
@@ -224,6 +230,8 @@ async fn a_thousand_live_user_changes_never_drop_a_connection() {
         format!("{id}.{name}")
     };
     let mut probe = CoreUsers::connect(core.api_port).await.unwrap();
+    // Every added user is on the core (churn0999, whose client got through,
+    // was added last).
     let mut missing = Vec::new();
     for i in 0..CHURN_USERS {
         let p = churn_protocol(i);
@@ -279,6 +287,21 @@ async fn a_thousand_live_user_changes_never_drop_a_connection() {
          (a refused probe itself takes up to {REFUSED_PROBE_TIMEOUT:?})"
     );
     check_stream(&stream, "the removals", rounds);
+    // A user added after the last removal was answered: once she gets
+    // through, the node has applied every removal (lower revisions).
+    let latecomer = cp
+        .create_simple_user("latecomer", &["vmess"])
+        .await
+        .unwrap();
+    let latecomer_client = client(&link_to(
+        &links_of(&cp, &latecomer).await,
+        Protocol::Vmess,
+        cp.core.vmess_port,
+    ))
+    .await;
+    wait_reachable(&latecomer_client, &origin, "latecomer", CONVERGE)
+        .await
+        .unwrap();
 
     // The core holds none of them any more.
     let mut left = Vec::new();
@@ -303,7 +326,15 @@ async fn a_thousand_live_user_changes_never_drop_a_connection() {
     let list = expect_success(cp.api(Method::GET, "/api/users"), "GET /api/users")
         .await
         .unwrap();
-    assert_eq!(list["total"], 1, "only streamer is left: {list}");
+    let mut left_names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no users array: {list}"))
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    left_names.sort();
+    assert_eq!(left_names, ["latecomer", "streamer"], "{list}");
+    assert_eq!(list["total"], 2, "{list}");
 
     // The stream held from start to end, on the same core.
     let report = stream
