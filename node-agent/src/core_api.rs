@@ -49,8 +49,10 @@ impl CoreApi {
             .await?;
         Ok(Self {
             kind,
-            handler: HandlerServiceClient::new(channel.clone()),
-            stats: StatsServiceClient::new(channel),
+            handler: HandlerServiceClient::new(channel.clone())
+                .max_decoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES),
+            stats: StatsServiceClient::new(channel)
+                .max_decoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES),
         })
     }
 

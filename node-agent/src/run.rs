@@ -78,7 +78,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
 
     let serve = Server::builder()
-        .add_service(AgentServer::new(service))
+        .add_service(
+            AgentServer::new(service)
+                .max_decoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let drained = async {
         shutdown.cancelled().await;

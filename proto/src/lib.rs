@@ -11,6 +11,11 @@ mod generated {
 
 pub mod digest;
 
+/// Largest gRPC message either side accepts. tonic's default (4 MiB) is
+/// below what 100,000 users make: a snapshot carries ~100 bytes per user, a
+/// usage entry or the core's stats answer ~60 per counter.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
 pub mod agent {
     pub use crate::generated::nexpoint::agent::v1::*;
 }

@@ -95,7 +95,9 @@ async fn connect_pinned(pki: &Pki, node: &Node, fingerprint: &str) -> Result<Age
             address: target,
             source,
         })?;
-    Ok(AgentClient::new(channel))
+    Ok(AgentClient::new(channel)
+        .max_decoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES))
 }
 
 fn bracket(address: &str, port: i64) -> String {
