@@ -4,11 +4,12 @@
 //! All changes to the core go through one async lock, so an apply, a usage
 //! reading and a restart never interleave. Status reads do not take it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use nexpoint_proto::agent::{
-    ApplyResponse, ChangeSet, CollectUsageResponse, CoreStatus, HealthResponse, Snapshot,
+    ApplyResponse, ChangeSet, CollectUsageResponse, CoreStatus, HealthResponse, Snapshot, UserSpec,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -194,6 +195,11 @@ impl Node {
     }
 
     /// FAILED_PRECONDITION-style refusal unless `base_revision` is what is applied.
+    ///
+    /// The usual case costs what changed: the live operations come from the
+    /// touched users alone, the applied state changes in place, and the
+    /// change is appended to the state's log. Only a change the core cannot
+    /// take live (or a live change that failed) renders the full config.
     pub async fn apply_changes(&self, changes: ChangeSet) -> Result<ApplyResponse, ApplyError> {
         let mut inner = self.inner.lock().await;
         let applied = inner.applied.as_ref().ok_or(ApplyError::NoSnapshot)?;
@@ -203,10 +209,74 @@ impl Node {
                 got: changes.base_revision,
             });
         }
-        let next = applied.with_changes(changes.revision, changes.upserts, &changes.removed_emails);
-        let result = self.converge(&mut inner, next).await;
+        let result = match self.change_live(&mut inner, &changes).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let applied = inner.applied.as_ref().expect("checked above");
+                let next = applied.with_changes(
+                    changes.revision,
+                    changes.upserts,
+                    &changes.removed_emails,
+                );
+                self.converge(&mut inner, next).await
+            }
+            Err(e) => Err(e),
+        };
         self.publish(&inner);
         result.map(|()| self.response())
+    }
+
+    /// Applies a change set through the core's API when it can; `false`
+    /// when the core must restart with the full config instead.
+    async fn change_live(
+        &self,
+        inner: &mut Inner,
+        changes: &ChangeSet,
+    ) -> Result<bool, ApplyError> {
+        if !inner.core.is_running() {
+            return Ok(false);
+        }
+        let applied = inner.applied.as_ref().ok_or(ApplyError::NoSnapshot)?;
+        let template = Template::parse(&applied.core_config_json)?;
+        let kind = inner.core.identify().await?.kind;
+        let removed: BTreeSet<&str> = changes.removed_emails.iter().map(String::as_str).collect();
+        let after: Vec<UserSpec> = changes
+            .upserts
+            .iter()
+            .filter(|u| !removed.contains(u.email.as_str()))
+            .cloned()
+            .collect();
+        let user_changes = diff(
+            &template.clients(&applied.touched_by(changes)),
+            &template.clients(&after),
+        );
+        let live = user_changes.iter().all(|change| {
+            template
+                .inbounds
+                .iter()
+                .find(|i| i.tag == change.tag())
+                .is_none_or(|i| i.users_change_live(kind))
+        });
+        if !live {
+            // V2Ray 4.x shadowsocks inbounds are single-user and not a
+            // UserManager: their user is part of the config itself.
+            tracing::info!("users of a V2Ray shadowsocks inbound changed; restarting the core");
+            return Ok(false);
+        }
+        if let Err(e) = self.change_users_live(inner, &user_changes).await {
+            tracing::warn!(error = %e, "live user change failed; restarting the core with the full config");
+            return Ok(false);
+        }
+        let applied = inner.applied.as_mut().expect("checked above");
+        applied.apply(
+            changes.revision,
+            changes.upserts.clone(),
+            &changes.removed_emails,
+        );
+        // Memory follows the core even if the disk did not take it: the
+        // control plane sees the error and resends.
+        applied.save_changes(&self.state_dir.applied_state(), changes)?;
+        Ok(true)
     }
 
     async fn converge(&self, inner: &mut Inner, next: AppliedState) -> Result<(), ApplyError> {

@@ -1,10 +1,10 @@
 //! The desired state of one node: its core config and the users it serves.
 
-use std::collections::BTreeMap;
-
 use nexpoint_proto::agent::{
     ShadowsocksAccount, TrojanAccount, UserSpec, VlessAccount, VmessAccount,
 };
+
+use nexpoint_proto::digest::UserSet;
 
 use crate::domain::Inbound;
 use crate::store::User;
@@ -57,11 +57,11 @@ pub(crate) struct Mirror {
     pub revision: i64,
     pub config_revision: i64,
     pub core_config: String,
-    pub users: BTreeMap<String, UserSpec>,
+    pub users: UserSet,
 }
 
 impl Mirror {
     pub fn digest(&self) -> String {
-        nexpoint_proto::digest::state_digest(&self.core_config, self.users.values())
+        self.users.digest(&self.core_config)
     }
 }

@@ -1,6 +1,6 @@
 //! The life of one node task: connect, reconcile, collect, report, repeat.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use nexpoint_proto::agent::{
@@ -248,7 +248,6 @@ async fn desired(ctx: &NodeContext, node_id: i64) -> Result<Mirror, SessionError
     let users = users
         .iter()
         .filter_map(|u| user_spec(u, &inbounds))
-        .map(|spec| (spec.email.clone(), spec))
         .collect();
     Ok(Mirror {
         revision,
@@ -322,27 +321,28 @@ async fn apply_changes(
         return Ok(None);
     }
     let inbounds = parse_inbounds(&mirror.core_config)?;
-    let mut next = mirror.users.clone();
+    // What differs from the mirror, found without copying it: a node with
+    // 100,000 users pays for the users that changed.
     let mut upserts: Vec<UserSpec> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
+    let mut gone: BTreeSet<String> = BTreeSet::new();
     for user in &changes.changed {
         let email = user.email();
         match user_spec(user, &inbounds) {
             Some(spec) => {
-                if next.get(&email) != Some(&spec) {
-                    next.insert(email, spec.clone());
+                if mirror.users.get(&email) != Some(&spec) {
                     upserts.push(spec);
                 }
             }
             None => {
-                if next.remove(&email).is_some() {
+                if mirror.users.contains(&email) && gone.insert(email.clone()) {
                     removed.push(email);
                 }
             }
         }
     }
     for email in changes.deleted_emails {
-        if next.remove(&email).is_some() {
+        if mirror.users.contains(&email) && gone.insert(email.clone()) {
             removed.push(email);
         }
     }
@@ -350,8 +350,8 @@ async fn apply_changes(
         .apply_changes(ChangeSet {
             base_revision: mirror.revision as u64,
             revision: changes.revision as u64,
-            upserts,
-            removed_emails: removed,
+            upserts: upserts.clone(),
+            removed_emails: removed.clone(),
         })
         .await;
     let response = match result {
@@ -362,13 +362,15 @@ async fn apply_changes(
         }
         Err(status) => return Err(status.into()),
     };
-    let applied = Mirror {
-        revision: changes.revision,
-        config_revision: mirror.config_revision,
-        core_config: mirror.core_config.clone(),
-        users: next,
-    };
-    if response.digest != applied.digest() {
+    // The agent applies upserts first, then removals; so does the mirror.
+    mirror.revision = changes.revision;
+    for spec in upserts {
+        mirror.users.insert(spec);
+    }
+    for email in &removed {
+        mirror.users.remove(email);
+    }
+    if response.digest != mirror.digest() {
         tracing::warn!(
             revision = changes.revision,
             "digest mismatch after changes; resending snapshot"
@@ -376,7 +378,6 @@ async fn apply_changes(
         *mirror = snapshot(agent, desired(ctx, node_id).await?).await?;
         return Ok(response.core);
     }
-    *mirror = applied;
     Ok(response.core)
 }
 
