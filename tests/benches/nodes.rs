@@ -692,6 +692,39 @@ async fn full_sync(n: usize, core_runs: usize) -> Result<Vec<String>> {
 
     let (rss, hwm, anon) = memory_kib(node.process.pid())?;
 
+    // One more user on a node that already serves n: from POST /api/user
+    // returning to the user served by the core.
+    let changes = env_usize("NEXPOINT_BENCH_SCALE_CHANGES", 20);
+    let mut change_latencies = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let id = uuid::Uuid::new_v4();
+        cp.create_user(&json!({
+            "username": format!("scale{i:04}"),
+            "proxies": {"vless": {"id": id.to_string()}},
+        }))
+        .await?;
+        let posted = Instant::now();
+        let served = until_usable(
+            vless,
+            *id.as_bytes(),
+            origin.addr,
+            FLEET_POLL,
+            posted + Duration::from_secs(30),
+        )
+        .await?;
+        change_latencies.push(served - posted);
+    }
+    change_latencies.sort();
+    let (rss_after_changes, _, _) = memory_kib(node.process.pid())?;
+    if !change_latencies.is_empty() {
+        println!(
+            "one user created on a node serving {n}: to served by its core p50 {} max {} ({changes} creations); agent VmRSS after them {}",
+            ms(percentile(&change_latencies, 0.5)),
+            ms(*change_latencies.last().expect("not empty")),
+            mib(rss_after_changes)
+        );
+    }
+
     // The timeline, from the agent's start.
     let connected = first_logged(&cp.process, "connected to node", wall0);
     let core_spawned = first_logged(&node.process, "core started", wall0);

@@ -6,21 +6,53 @@ use nexpoint_proto::agent::{
 
 use nexpoint_proto::digest::UserSet;
 
-use crate::domain::Inbound;
-use crate::store::User;
+use std::collections::BTreeMap;
+
+use crate::domain::{Inbound, Proxies, UserStatus, user_email};
+use crate::store::{ServedUser, User};
 
 /// The user as the node must hold it, or None when the node must not serve
 /// the user (status, or no inbound of this node applies).
 pub(crate) fn user_spec(user: &User, inbounds: &[Inbound]) -> Option<UserSpec> {
-    if !user.status.is_served() {
+    spec(
+        user.id,
+        &user.username,
+        user.status,
+        &user.proxies,
+        &user.excluded_inbounds,
+        inbounds,
+    )
+}
+
+/// [`user_spec`] for a user read for a full snapshot.
+pub(crate) fn served_spec(user: &ServedUser, inbounds: &[Inbound]) -> Option<UserSpec> {
+    spec(
+        user.id,
+        &user.username,
+        user.status,
+        &user.proxies,
+        &user.excluded_inbounds,
+        inbounds,
+    )
+}
+
+fn spec(
+    id: i64,
+    username: &str,
+    status: UserStatus,
+    p: &Proxies,
+    excluded_inbounds: &BTreeMap<String, Vec<String>>,
+    inbounds: &[Inbound],
+) -> Option<UserSpec> {
+    if !status.is_served() {
         return None;
     }
-    let protocols = user.proxies.protocols();
+    let protocols = p.protocols();
     let inbound_tags: Vec<String> = inbounds
         .iter()
         .filter(|i| protocols.contains(&i.protocol))
         .filter(|i| {
-            user.excluded_inbounds
+            excluded_inbounds
                 .get(i.protocol.as_str())
                 .is_none_or(|ex| !ex.contains(&i.tag))
         })
@@ -29,9 +61,8 @@ pub(crate) fn user_spec(user: &User, inbounds: &[Inbound]) -> Option<UserSpec> {
     if inbound_tags.is_empty() {
         return None;
     }
-    let p = &user.proxies;
     Some(UserSpec {
-        email: user.email(),
+        email: user_email(id, username),
         vmess: p.vmess.as_ref().map(|v| VmessAccount {
             id: v.id.clone().unwrap_or_default(),
         }),

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::client::{self, Agent, ConnectError, Pin};
-use super::desired::{Mirror, user_spec};
+use super::desired::{Mirror, served_spec, user_spec};
 use super::{NodeContext, rotation};
 use crate::domain::{parse_inbounds, user_id_from_email};
 use crate::store::{NodeHealth, StoreError, UsageBatch, UserUsageDelta};
@@ -79,6 +79,45 @@ pub(crate) async fn run(ctx: NodeContext, node_id: i64, cancel: CancellationToke
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// When this session next rotates the node's certificate.
+struct RotationSchedule {
+    not_after: Option<i64>,
+    /// After a failure, the next try waits (the current certificate still
+    /// has months to live).
+    retry_at: i64,
+}
+
+impl RotationSchedule {
+    const RETRY_AFTER_SECS: i64 = 3600;
+
+    fn new(not_after: Option<i64>) -> Self {
+        Self {
+            not_after,
+            retry_at: 0,
+        }
+    }
+
+    async fn run_if_due(&mut self, ctx: &NodeContext, agent: &mut Agent, node_id: i64) {
+        let now = crate::store::now();
+        if now < self.retry_at || !rotation::due(self.not_after, now) {
+            return;
+        }
+        match rotation::rotate(&ctx.pki, &ctx.store, agent, node_id).await {
+            Ok(_) => match ctx.store.node(node_id).await {
+                Ok(node) => self.not_after = node.certificate_not_after,
+                Err(e) => {
+                    tracing::warn!(node = node_id, error = %e, "cannot read the rotated certificate");
+                    self.retry_at = now + Self::RETRY_AFTER_SECS;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(node = node_id, error = %e, "certificate rotation failed; retrying in an hour");
+                self.retry_at = now + Self::RETRY_AFTER_SECS;
+            }
         }
     }
 }
@@ -172,13 +211,8 @@ async fn session(
     let mut health = agent.health(HealthRequest {}).await?.into_inner();
     backoff.reset();
     tracing::info!(node = node_id, agent = %health.agent_version, "connected to node");
-    if rotation::due(&node, crate::store::now()) {
-        // Not fatal: the current certificate still works, and the next
-        // connection tries again.
-        if let Err(e) = rotation::rotate(&ctx.pki, &ctx.store, &mut agent, node_id).await {
-            tracing::warn!(node = node_id, error = %e, "certificate rotation failed");
-        }
-    }
+    let mut rotation = RotationSchedule::new(node.certificate_not_after);
+    rotation.run_if_due(ctx, &mut agent, node_id).await;
     let mut restarts = health.core.as_ref().map_or(0, |c| c.restarts);
     // Record versions now, so they show even if the first apply fails.
     report(
@@ -227,6 +261,10 @@ async fn session(
         )
         .await;
 
+        // Checked on every tick, not only on connect: a connection can
+        // outlive the rest of a certificate's life.
+        rotation.run_if_due(ctx, &mut agent, node_id).await;
+
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = changed.changed() => {}
@@ -247,7 +285,7 @@ async fn desired(ctx: &NodeContext, node_id: i64) -> Result<Mirror, SessionError
     let (revision, users) = ctx.store.served_users().await?;
     let users = users
         .iter()
-        .filter_map(|u| user_spec(u, &inbounds))
+        .filter_map(|u| served_spec(u, &inbounds))
         .collect();
     Ok(Mirror {
         revision,

@@ -35,7 +35,7 @@ pub use usage::{UsageBatch, UserUsageDelta};
 pub use user_changes::Owner;
 pub use user_list::{Sort, SortKey, UserFilter};
 pub use user_usage::{NodeTraffic, TrafficOf};
-pub use users::{NewUser, User, UserDraft};
+pub use users::{NewUser, ServedUser, User, UserDraft};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
