@@ -277,3 +277,69 @@ async fn traffic_follows_the_lifecycle_rules(store: &Store) {
     );
 }
 both_backends!(traffic_follows_the_lifecycle_rules);
+
+/// A created user is handed back as built, not read back: it must equal
+/// what a read returns, owner's name included.
+async fn a_created_user_is_what_a_read_returns(store: &Store) {
+    let owner = store
+        .create_admin(nexpoint::store::NewAdmin {
+            username: "owner",
+            hashed_password: "x",
+            is_sudo: false,
+        })
+        .await
+        .unwrap();
+    let mut user = new_user("Carol");
+    user.admin_id = Some(owner.id);
+    user.data_limit = Some(5_000);
+    user.expire = Some(4_000_000_000);
+    user.note = Some("note".into());
+    user.excluded_inbounds = BTreeMap::from([("vmess".into(), vec!["VMess TCP".into()])]);
+    user.data_limit_reset_strategy = ResetStrategy::Month;
+    let created = store.create_user(user).await.unwrap();
+    let read = store.user_by_username("carol").await.unwrap().unwrap();
+    assert_eq!(format!("{created:?}"), format!("{read:?}"));
+    assert_eq!(created.admin_username.as_deref(), Some("owner"));
+
+    let mut on_hold = new_user("dave");
+    on_hold.status = UserStatus::OnHold;
+    on_hold.on_hold_expire_duration = Some(86_400);
+    on_hold.on_hold_timeout = Some(4_000_000_000);
+    let created = store.create_user(on_hold).await.unwrap();
+    let read = store.user_by_username("dave").await.unwrap().unwrap();
+    assert_eq!(format!("{created:?}"), format!("{read:?}"));
+    assert_eq!(created.admin_username, None);
+}
+both_backends!(a_created_user_is_what_a_read_returns);
+
+/// Concurrent creations each take their own revision, so a node that synced
+/// up to any revision misses none of them.
+async fn concurrent_creations_take_distinct_revisions(store: &Store) {
+    let start = store.current_revision().await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .create_user(new_user(&format!("c{t}_{i}")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.current_revision().await.unwrap(), start + 200);
+    for base in [start, start + 57, start + 199] {
+        let changes = store.user_changes_since(base).await.unwrap();
+        assert_eq!(
+            changes.changed.len() as i64,
+            start + 200 - base,
+            "changes after revision {base}"
+        );
+    }
+}
+both_backends!(concurrent_creations_take_distinct_revisions);

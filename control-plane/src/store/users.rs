@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Store, StoreError, now, revision};
+use super::{Backend, Store, StoreError, now, revision};
 use crate::domain::{Account, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
 
 #[derive(Debug, Clone)]
@@ -234,19 +234,6 @@ pub(crate) async fn changed_since(
         .await?)
 }
 
-/// The columns of [`SELECT`] as a RETURNING list for `users`, so an insert
-/// hands back the whole row without reading it again.
-static RETURNING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns = SELECT
-        .strip_prefix("SELECT ")
-        .and_then(|rest| rest.split(" FROM users u").next())
-        .expect("SELECT lists columns before FROM");
-    columns.replace("u.", "").replace(
-        "a.username AS admin_username",
-        "(SELECT username FROM admins WHERE admins.id = users.admin_id) AS admin_username",
-    )
-});
-
 pub(crate) async fn by_id(tx: &mut Transaction<'_, Any>, id: i64) -> Result<User, StoreError> {
     Ok(sqlx::query_as(&format!("{SELECT} WHERE u.id = $1"))
         .bind(id)
@@ -263,44 +250,61 @@ impl Store {
     /// Inserts a user under a new revision; a taken username (in any case)
     /// is a conflict.
     pub async fn insert_user(&self, user: UserDraft) -> Result<User, StoreError> {
-        let a = &user.account;
-        let mut tx = self.begin_write().await?;
-        let revision = revision::bump(&mut tx).await?;
-        let created: User = sqlx::query_as(&format!(
-            "INSERT INTO users (username, username_lower, status, proxies, excluded_inbounds, \
-             used_traffic, lifetime_used_traffic, data_limit, data_limit_reset_strategy, expire, \
-             note, admin_id, on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, \
-             next_plan, last_status_change, last_usage_reset_at, online_at, created_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21) RETURNING {}",
-            *RETURNING
-        ))
-        .bind(&user.username)
-        .bind(user.username.to_lowercase())
-        .bind(a.status.as_str())
-        .bind(json_text(&user.proxies))
-        .bind(json_text(&user.excluded_inbounds))
-        .bind(a.used_traffic)
-        .bind(a.lifetime_used_traffic)
-        .bind(a.data_limit)
-        .bind(a.data_limit_reset_strategy.as_str())
-        .bind(a.expire)
-        .bind(&user.note)
-        .bind(user.admin_id)
-        .bind(a.on_hold_expire_duration)
-        .bind(a.on_hold_timeout)
-        .bind(a.auto_delete_in_days)
-        .bind(a.next_plan.as_ref().map(json_text))
-        .bind(a.last_status_change)
-        .bind(a.last_usage_reset_at)
-        .bind(a.online_at)
-        .bind(a.created_at)
-        .bind(revision)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::unique("User already exists"))?;
-        tx.commit().await?;
-        Ok(created)
+        // Everything but the id and the owner's name is what was sent: the
+        // row is not read back.
+        let returned: (i64, Option<String>) = match self.backend {
+            // One statement (migration 0008 moves the revision counter):
+            // every round trip to SQLite's thread costs as much as the insert.
+            Backend::Sqlite => bind_new_user(
+                sqlx::query_as(&insert_user_sql(
+                    "(SELECT value + 1 FROM revision WHERE id = 1)",
+                )),
+                &user,
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::unique("User already exists"))?,
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                let revision = revision::bump(&mut tx).await?;
+                let returned = bind_new_user(sqlx::query_as(&insert_user_sql("$21")), &user)
+                    .bind(revision)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::unique("User already exists"))?;
+                tx.commit().await?;
+                returned
+            }
+        };
+        let (id, admin_username) = returned;
+        let a = user.account;
+        Ok(User {
+            id,
+            username: user.username,
+            status: a.status,
+            proxies: user.proxies,
+            excluded_inbounds: user.excluded_inbounds,
+            used_traffic: a.used_traffic,
+            lifetime_used_traffic: a.lifetime_used_traffic,
+            data_limit: a.data_limit,
+            data_limit_reset_strategy: a.data_limit_reset_strategy,
+            expire: a.expire,
+            note: user.note,
+            admin_id: user.admin_id,
+            admin_username,
+            on_hold_expire_duration: a.on_hold_expire_duration,
+            on_hold_timeout: a.on_hold_timeout,
+            auto_delete_in_days: a.auto_delete_in_days,
+            sub_revoked_at: None,
+            sub_updated_at: None,
+            sub_last_user_agent: None,
+            online_at: a.online_at,
+            created_at: a.created_at,
+            edit_at: None,
+            next_plan: a.next_plan,
+            last_status_change: a.last_status_change,
+            last_usage_reset_at: a.last_usage_reset_at,
+        })
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -433,4 +437,46 @@ impl Store {
         }
         Ok(inserted)
     }
+}
+
+/// The INSERT of a new user, with `revision` as the revision's SQL.
+fn insert_user_sql(revision: &str) -> String {
+    format!(
+        "INSERT INTO users (username, username_lower, status, proxies, excluded_inbounds, \
+         used_traffic, lifetime_used_traffic, data_limit, data_limit_reset_strategy, expire, \
+         note, admin_id, on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, \
+         next_plan, last_status_change, last_usage_reset_at, online_at, created_at, revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, {revision}) \
+         RETURNING id, (SELECT username FROM admins WHERE admins.id = users.admin_id)"
+    )
+}
+
+type NewUserQuery<'q> =
+    sqlx::query::QueryAs<'q, Any, (i64, Option<String>), sqlx::any::AnyArguments<'q>>;
+
+/// Binds $1..$20 of [`insert_user_sql`].
+fn bind_new_user<'q>(query: NewUserQuery<'q>, user: &'q UserDraft) -> NewUserQuery<'q> {
+    let a = &user.account;
+    query
+        .bind(&user.username)
+        .bind(user.username.to_lowercase())
+        .bind(a.status.as_str())
+        .bind(json_text(&user.proxies))
+        .bind(json_text(&user.excluded_inbounds))
+        .bind(a.used_traffic)
+        .bind(a.lifetime_used_traffic)
+        .bind(a.data_limit)
+        .bind(a.data_limit_reset_strategy.as_str())
+        .bind(a.expire)
+        .bind(&user.note)
+        .bind(user.admin_id)
+        .bind(a.on_hold_expire_duration)
+        .bind(a.on_hold_timeout)
+        .bind(a.auto_delete_in_days)
+        .bind(a.next_plan.as_ref().map(json_text))
+        .bind(a.last_status_change)
+        .bind(a.last_usage_reset_at)
+        .bind(a.online_at)
+        .bind(a.created_at)
 }
