@@ -1,7 +1,7 @@
 //! The filtered, sorted, paginated users list (`GET /api/users`).
 
 use sqlx::any::AnyArguments;
-use sqlx::{Any, Arguments};
+use sqlx::{Any, Arguments, FromRow, Row};
 
 use super::users::SELECT;
 use super::{Backend, Store, StoreError, User};
@@ -196,23 +196,21 @@ impl Store {
 
     /// One page of users and the total matching the filter.
     pub async fn list_users(&self, f: &UserFilter) -> Result<(Vec<User>, i64), StoreError> {
-        let total = match self.maintained_total(f).await? {
-            Some(total) => total,
-            None => {
-                let mut count = Sql::default();
-                count.push("SELECT CAST(COUNT(*) AS BIGINT) FROM users u");
-                if !f.admins.is_empty() {
-                    count.push(" LEFT JOIN admins a ON a.id = u.admin_id");
-                }
-                where_clause(&mut count, f, self.backend);
-                sqlx::query_scalar_with::<Any, i64, _>(&count.text, count.args)
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
-
+        // Without a maintained count (a search, or a filter by names), the
+        // page query counts its matches too: the search runs once, not twice.
+        let maintained = self.maintained_total(f).await?;
         let mut page = Sql::default();
-        page.push(SELECT);
+        match maintained {
+            Some(_) => page.push(SELECT),
+            None => {
+                let (columns, from) = SELECT
+                    .split_once(" FROM users u")
+                    .expect("SELECT reads from users u");
+                page.push(columns);
+                page.push(", CAST(COUNT(*) OVER () AS BIGINT) AS total_matching FROM users u");
+                page.push(from);
+            }
+        }
         where_clause(&mut page, f, self.backend);
         page.push(" ORDER BY ");
         for s in &f.sort {
@@ -243,9 +241,34 @@ impl Store {
         }
         page.push(" OFFSET ");
         page.int(f.offset);
-        let users = sqlx::query_as_with::<Any, User, _>(&page.text, page.args)
+        let rows = sqlx::query_with::<Any, _>(&page.text, page.args)
             .fetch_all(&self.pool)
             .await?;
+        let total = match (maintained, rows.first()) {
+            (Some(total), _) => total,
+            (None, Some(row)) => row.try_get("total_matching")?,
+            // A page past the end says nothing of the total: count.
+            (None, None) if f.offset > 0 => self.count_matching(f).await?,
+            (None, None) => 0,
+        };
+        let users = rows
+            .iter()
+            .map(User::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((users, total))
+    }
+
+    async fn count_matching(&self, f: &UserFilter) -> Result<i64, StoreError> {
+        let mut count = Sql::default();
+        count.push("SELECT CAST(COUNT(*) AS BIGINT) FROM users u");
+        if !f.admins.is_empty() {
+            count.push(" LEFT JOIN admins a ON a.id = u.admin_id");
+        }
+        where_clause(&mut count, f, self.backend);
+        Ok(
+            sqlx::query_scalar_with::<Any, i64, _>(&count.text, count.args)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

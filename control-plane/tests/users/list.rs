@@ -44,6 +44,22 @@ async fn list_filters_sorts_and_pages(app: &App) {
         ["delta"]
     );
     assert_eq!(get("?search=%25_", root.clone()).await["total"], 0);
+    // A searched or named page carries the total of every match, also on a
+    // page past the end.
+    let named_page = get(
+        "?username=alpha&username=bravo&username=echo&limit=1&offset=1",
+        root.clone(),
+    )
+    .await;
+    assert_eq!(
+        (usernames(&named_page), &named_page["total"]),
+        (vec!["bravo".to_owned()], &json!(3))
+    );
+    let past_end = get("?username=alpha&username=bravo&offset=5", root.clone()).await;
+    assert_eq!(
+        (usernames(&past_end).len(), &past_end["total"]),
+        (0, &json!(2))
+    );
     let by_admin = get("?admin=reseller", root.clone()).await;
     assert_eq!(usernames(&by_admin), ["bravo", "delta"]);
     assert_eq!(get("?status=active", root.clone()).await["total"], 5);
