@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// How often each node task reconciles and collects usage (milliseconds).
     #[arg(long, env = "NEXPOINT_NODE_SYNC_INTERVAL_MS", default_value_t = 10_000)]
     pub node_sync_interval_ms: u64,
+    /// Per-user usage is kept per hour for this many days, then per day.
+    #[arg(long, env = "NEXPOINT_USAGE_HOURLY_DAYS", default_value_t = 31)]
+    pub usage_hourly_days: u32,
+    /// Per-user usage history older than this many days is dropped (0 keeps it).
+    #[arg(long, env = "NEXPOINT_USAGE_RETENTION_DAYS", default_value_t = 365)]
+    pub usage_retention_days: u32,
     /// Lifetime of admin access tokens, in minutes.
     #[arg(
         long,

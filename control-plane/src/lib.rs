@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod host_stats;
+pub mod jobs;
 pub mod nodes;
 pub mod pki;
 pub mod serve;

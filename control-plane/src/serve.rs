@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, JwtKeys, hash_password};
 use crate::config::ServeArgs;
 use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
+use crate::jobs::lifecycle_clock;
+use crate::jobs::usage_retention::{self, RetentionPolicy};
 use crate::nodes::NodeManager;
 use crate::pki::Pki;
 use crate::store::{NewAdmin, Store, StoreError};
@@ -103,6 +106,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.node_sync_interval_ms.max(100)),
     );
     nodes.start_all().await?;
+    let jobs = CancellationToken::new();
+    let clock = tokio::spawn(lifecycle_clock::run(
+        store.clone(),
+        nodes.clone(),
+        jobs.clone(),
+    ));
+    let retention = tokio::spawn(usage_retention::run(
+        store.clone(),
+        RetentionPolicy {
+            hourly_days: args.usage_hourly_days,
+            retention_days: args.usage_retention_days,
+        },
+        Duration::from_secs(3600),
+        jobs.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
@@ -129,6 +147,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving HTTP")?;
 
     tracing::info!("shutting down");
+    jobs.cancel();
+    let _ = tokio::join!(clock, retention);
     nodes.shutdown(Duration::from_secs(10)).await;
     store.close().await;
     Ok(())

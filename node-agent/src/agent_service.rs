@@ -145,6 +145,12 @@ impl Agent for AgentService {
         request: Request<CollectUsageRequest>,
     ) -> Result<Response<CollectUsageResponse>, Status> {
         let request = request.into_inner();
+        if request.read_counters
+            && let Err(e) = self.node.record_usage().await
+        {
+            // What the journal holds is still right, only older.
+            tracing::warn!(error = %e, "could not read usage counters for a collection");
+        }
         Ok(Response::new(self.node.collect_usage(
             request.after_sequence,
             request.max_entries,

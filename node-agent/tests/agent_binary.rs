@@ -240,6 +240,7 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
                 .collect_usage(CollectUsageRequest {
                     after_sequence: 0,
                     max_entries: 0,
+                    read_counters: false,
                 })
                 .await
                 .unwrap()
@@ -261,6 +262,7 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
         .collect_usage(CollectUsageRequest {
             after_sequence: 0,
             max_entries: 0,
+            read_counters: false,
         })
         .await
         .unwrap()

@@ -29,6 +29,8 @@ pub(crate) struct NodeContext {
     /// Ticks whenever the desired state changed in this process, so tasks
     /// reconcile at once instead of at their next interval.
     pub changed: watch::Receiver<u64>,
+    /// Sends on `changed`: a node's usage can change what every node serves.
+    pub notify: Arc<watch::Sender<u64>>,
 }
 
 struct Running {
@@ -47,14 +49,16 @@ pub struct NodeManager {
 impl NodeManager {
     pub fn new(store: Store, pki: Arc<Pki>, interval: Duration) -> Self {
         let (tx, rx) = watch::channel(0);
+        let tx = Arc::new(tx);
         Self {
             ctx: NodeContext {
                 store,
                 pki,
                 interval,
                 changed: rx,
+                notify: Arc::clone(&tx),
             },
-            changed: Arc::new(tx),
+            changed: tx,
             shutdown: CancellationToken::new(),
             tasks: Arc::default(),
         }

@@ -434,6 +434,9 @@ async fn collect_usage(
             .collect_usage(CollectUsageRequest {
                 after_sequence: node.usage_sequence as u64,
                 max_entries: 0,
+                // Counters as of now, not of the agent's last reading: a user
+                // over quota is cut off within one collection interval.
+                read_counters: true,
             })
             .await?
             .into_inner();
@@ -478,6 +481,9 @@ async fn collect_usage(
             Ok(applied) => {
                 if !applied.status_changed.is_empty() {
                     tracing::info!(node = node_id, users = ?applied.status_changed, "usage changed user status");
+                    // Every node drops a user who ran out of quota here, in
+                    // its next pass (this one's comes right after).
+                    ctx.notify.send_modify(|n| *n = n.wrapping_add(1));
                 }
             }
             // Someone else committed these entries first; re-read and go on.

@@ -3,6 +3,7 @@
 //! timestamps and integer booleans, so both backends behave the same.
 
 mod admins;
+mod deadlines;
 mod error;
 mod hosts;
 mod node_config;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use admins::{Admin, AdminContact, AdminUpdate, NewAdmin};
+pub use deadlines::DuePass;
 pub use error::StoreError;
 pub use hosts::{Host, NewHost};
 pub use node_config::IssuedNodeCertificate;
@@ -31,7 +33,7 @@ pub use nodes::{NewNode, Node, NodeHealth, NodeUpdate, NodeUsage};
 pub use revision::UserChanges;
 pub use system::{ONLINE_WINDOW_SECS, Traffic, UserCounts};
 pub use templates::{TemplateFields, UserTemplate};
-pub use usage::{UsageBatch, UserUsageDelta};
+pub use usage::{UsageBatch, UsageRetention, UserUsageDelta};
 pub use user_changes::Owner;
 pub use user_list::{Sort, SortKey, UserFilter};
 pub use user_usage::{NodeTraffic, TrafficOf};
@@ -57,6 +59,8 @@ pub struct Store {
     /// The enabled hosts, read by every user response and subscription.
     hosts_cache: std::sync::Arc<hosts::HostsCache>,
     admin_auth: std::sync::Arc<admins::AdminAuthCache>,
+    /// Wakes the lifecycle clock when a write sets an earlier deadline.
+    deadlines: std::sync::Arc<deadlines::DeadlineWatch>,
 }
 
 pub fn now() -> i64 {
@@ -124,6 +128,7 @@ impl Store {
             config: Default::default(),
             hosts_cache: Default::default(),
             admin_auth: Default::default(),
+            deadlines: Default::default(),
         })
     }
 

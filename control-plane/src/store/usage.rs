@@ -85,10 +85,11 @@ impl Store {
         let touched: Vec<i64> = touched.iter().map(|t| t.0).collect();
         let bytes_by_user: BTreeMap<i64, i64> =
             touched.iter().map(|id| (*id, per_user[id].0)).collect();
-        let status_changed =
+        let (status_changed, earliest_deadline) =
             super::user_changes::apply_traffic(&mut tx, self.backend, &bytes_by_user, now())
                 .await?;
         tx.commit().await?;
+        self.deadlines.written(earliest_deadline);
         Ok(AppliedUsage { status_changed })
     }
 }
@@ -177,4 +178,61 @@ async fn add_hourly_usage(
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// What a retention pass did to the per-user, per-node usage history.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UsageRetention {
+    /// Hourly rows folded into their day's row.
+    pub hours_rolled_up: u64,
+    /// Rows dropped for being older than the horizon.
+    pub rows_pruned: u64,
+}
+
+impl Store {
+    /// Folds hourly usage rows older than `hourly_before` into one row per
+    /// user, node and day (at the day's first hour, so range queries keep
+    /// working at day precision) and drops rows older than `prune_before`,
+    /// in one transaction. Both cut-offs are unix seconds and are rounded
+    /// down to a day boundary; running it again changes nothing.
+    pub async fn apply_usage_retention(
+        &self,
+        hourly_before: i64,
+        prune_before: Option<i64>,
+    ) -> Result<UsageRetention, StoreError> {
+        const DAY: i64 = 86_400;
+        let hourly_before = hourly_before - hourly_before.rem_euclid(DAY);
+        let mut tx = self.begin_write().await?;
+        let rows_pruned = match prune_before {
+            Some(before) => sqlx::query("DELETE FROM node_user_usages WHERE hour < $1")
+                .bind(before - before.rem_euclid(DAY))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            None => 0,
+        };
+        // `hour % 86400 <> 0`: the day's first hour is where the day is kept.
+        sqlx::query(
+            "INSERT INTO node_user_usages (user_id, node_id, hour, used_traffic) \
+             SELECT user_id, node_id, hour - (hour % 86400), SUM(used_traffic) \
+             FROM node_user_usages WHERE hour < $1 AND hour % 86400 <> 0 \
+             GROUP BY user_id, node_id, hour - (hour % 86400) \
+             ON CONFLICT (user_id, node_id, hour) \
+             DO UPDATE SET used_traffic = node_user_usages.used_traffic + excluded.used_traffic",
+        )
+        .bind(hourly_before)
+        .execute(&mut *tx)
+        .await?;
+        let hours_rolled_up =
+            sqlx::query("DELETE FROM node_user_usages WHERE hour < $1 AND hour % 86400 <> 0")
+                .bind(hourly_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(UsageRetention {
+            hours_rolled_up,
+            rows_pruned,
+        })
+    }
 }

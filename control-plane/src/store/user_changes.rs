@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::users::{SELECT, by_id, json_text};
-use super::{Backend, Store, StoreError, User, revision};
+use super::{Backend, Store, StoreError, User, now, revision};
 use crate::domain::{Account, ResetStrategy, UserStatus};
 
 /// A transaction that reads users and writes them back, with the revision
@@ -62,11 +62,12 @@ impl UserWrite {
 }
 
 /// Writes every column of `user` a change may touch (not its id, name or
-/// creation time) under `revision`.
+/// creation time) under `revision`, with its lifecycle `deadline`.
 async fn write_row(
     tx: &mut Transaction<'_, Any>,
     user: &User,
     revision: i64,
+    deadline: Option<i64>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE users SET status = $1, proxies = $2, excluded_inbounds = $3, used_traffic = $4, \
@@ -74,7 +75,7 @@ async fn write_row(
          expire = $8, note = $9, admin_id = $10, on_hold_expire_duration = $11, \
          on_hold_timeout = $12, auto_delete_in_days = $13, sub_revoked_at = $14, \
          next_plan = $15, last_status_change = $16, last_usage_reset_at = $17, online_at = $18, \
-         edit_at = $19, revision = $20 WHERE id = $21",
+         edit_at = $19, revision = $20, deadline = $22 WHERE id = $21",
     )
     .bind(user.status.as_str())
     .bind(json_text(&user.proxies))
@@ -97,6 +98,7 @@ async fn write_row(
     .bind(user.edit_at)
     .bind(revision)
     .bind(user.id)
+    .bind(deadline)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -135,7 +137,7 @@ pub(crate) async fn remove(
 }
 
 /// Rows per multi-row statement, well under SQLite's 32,766 parameters.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
 /// Which users an operation covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,16 +175,63 @@ fn expired_sql(owner: Owner, lock: &str) -> String {
     )
 }
 
-const ACCOUNT_COLUMNS: &str = "u.id, u.status, u.used_traffic, \
+pub(super) const ACCOUNT_COLUMNS: &str = "u.id, u.status, u.used_traffic, \
     u.lifetime_used_traffic, u.data_limit, u.expire, u.data_limit_reset_strategy, \
     u.last_usage_reset_at, u.created_at, u.on_hold_expire_duration, u.on_hold_timeout, \
-    u.next_plan, u.online_at, u.auto_delete_in_days, u.last_status_change";
+    u.next_plan, u.online_at, u.auto_delete_in_days, u.last_status_change, u.deadline";
 
 fn decode_err(column: &str, e: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
         index: column.into(),
         source: e.to_string().into(),
     }
+}
+
+/// The earlier of two optional deadlines.
+pub(super) fn earliest_of(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A row of [`ACCOUNT_COLUMNS`].
+pub(super) struct StoredAccount {
+    pub(super) id: i64,
+    pub(super) account: Account,
+    pub(super) deadline: Option<i64>,
+}
+
+pub(super) fn stored_account(row: &AnyRow) -> Result<StoredAccount, sqlx::Error> {
+    let (id, account) = account_row(row)?;
+    Ok(StoredAccount {
+        id,
+        account,
+        deadline: row.try_get("deadline")?,
+    })
+}
+
+/// The deadline to store for `account` written at `now`: when time alone
+/// next changes it. Never `now` or earlier: a settled account has nothing
+/// due, and if the rules ever disagreed the clock would look again a
+/// second later instead of spinning.
+pub(super) fn deadline_of(account: &Account, now: i64) -> Option<i64> {
+    account.next_deadline(now).map(|d| d.max(now + 1))
+}
+
+/// The columns to write when `stored` becomes `after` at `now`: the
+/// lifecycle columns that changed, and the deadline when it moved.
+pub(super) fn lifecycle_diff(
+    stored: &StoredAccount,
+    after: &Account,
+    now: i64,
+) -> (Vec<(&'static str, Cell)>, Option<i64>) {
+    let mut diff = account_diff(&stored.account, after);
+    let deadline = deadline_of(after, now);
+    if deadline != stored.deadline {
+        diff.push(("deadline", Cell::Int(deadline)));
+    }
+    (diff, deadline)
 }
 
 /// (id, account) of a row of [`ACCOUNT_COLUMNS`].
@@ -215,7 +264,7 @@ fn account_row(row: &AnyRow) -> Result<(i64, Account), sqlx::Error> {
 
 /// A column's new value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Cell {
+pub(super) enum Cell {
     Int(Option<i64>),
     Text(Option<String>),
 }
@@ -286,7 +335,7 @@ fn account_diff(before: &Account, after: &Account) -> Vec<(&'static str, Cell)> 
 /// Writes the changed columns of many users. Users changed the same way (a
 /// bulk reset: usage to 0, a new period from now) share one statement per
 /// chunk of ids. `revision` goes to the rows whose status changed.
-async fn write_diffs(
+pub(super) async fn write_diffs(
     tx: &mut Transaction<'_, Any>,
     diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>>,
     revision: Option<i64>,
@@ -345,7 +394,10 @@ impl Store {
         let mut write = UserWrite::begin(self).await?;
         let mut user = lock_user(&mut write, username).await?;
         change(&mut user)?;
-        Ok(save(write, &user).await?)
+        let deadline = deadline_of(&user.account(), now());
+        let saved = save(write, &user, deadline).await?;
+        self.deadlines.written(deadline);
+        Ok(saved)
     }
 
     /// Applies `change` to the lifecycle state of every user (optionally
@@ -368,20 +420,23 @@ impl Store {
             query = query.bind(id);
         }
         let rows = query.fetch_all(&mut *write.tx).await?;
+        let now = now();
         let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
         let mut status_changed = 0;
+        let mut earliest: Option<i64> = None;
         for row in &rows {
-            let (id, before) = account_row(row)?;
-            let mut after = before.clone();
+            let stored = stored_account(row)?;
+            let mut after = stored.account.clone();
             change(&mut after);
-            let diff = account_diff(&before, &after);
+            let (diff, deadline) = lifecycle_diff(&stored, &after, now);
             if diff.is_empty() {
                 continue;
             }
-            if after.status != before.status {
+            if after.status != stored.account.status {
                 status_changed += 1;
             }
-            diffs.entry(diff).or_default().push(id);
+            earliest = earliest_of(earliest, deadline);
+            diffs.entry(diff).or_default().push(stored.id);
         }
         let revision = if status_changed > 0 {
             Some(write.revision().await?)
@@ -390,6 +445,7 @@ impl Store {
         };
         write_diffs(&mut write.tx, diffs, revision).await?;
         write.commit().await?;
+        self.deadlines.written(earliest);
         Ok(status_changed)
     }
 
@@ -445,9 +501,13 @@ async fn lock_user(write: &mut UserWrite, username: &str) -> Result<User, StoreE
     .ok_or(StoreError::NotFound)
 }
 
-async fn save(mut write: UserWrite, user: &User) -> Result<User, StoreError> {
+async fn save(
+    mut write: UserWrite,
+    user: &User,
+    deadline: Option<i64>,
+) -> Result<User, StoreError> {
     let revision = write.revision().await?;
-    write_row(&mut write.tx, user, revision).await?;
+    write_row(&mut write.tx, user, revision, deadline).await?;
     let saved = by_id(&mut write.tx, user.id).await?;
     write.commit().await?;
     Ok(saved)
@@ -458,13 +518,13 @@ async fn save(mut write: UserWrite, user: &User) -> Result<User, StoreError> {
 /// fires its next plan, first traffic starts an on-hold plan. Changed
 /// columns are written back; users whose status changed carry one new
 /// revision, taken after the user rows (the shared lock order). Returns
-/// the users whose status changed.
+/// the users whose status changed and the earliest deadline written.
 pub(crate) async fn apply_traffic(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
     bytes_by_user: &BTreeMap<i64, i64>,
     now: i64,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<(Vec<i64>, Option<i64>), StoreError> {
     let ids: Vec<i64> = bytes_by_user.keys().copied().collect();
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE OF u",
@@ -472,6 +532,7 @@ pub(crate) async fn apply_traffic(
     };
     let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
     let mut status_changed = Vec::new();
+    let mut earliest = None;
     for chunk in ids.chunks(CHUNK) {
         let placeholders = (1..=chunk.len())
             .map(|i| format!("${i}"))
@@ -484,24 +545,25 @@ pub(crate) async fn apply_traffic(
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let (id, stored) = account_row(&row)?;
-            let bytes = bytes_by_user[&id];
+            let stored = stored_account(&row)?;
+            let bytes = bytes_by_user[&stored.id];
             // Replay the traffic through the rules from the state before it.
-            let mut before = stored.clone();
+            let mut before = stored.account.clone();
             before.used_traffic = before.used_traffic.saturating_sub(bytes);
             before.lifetime_used_traffic = before.lifetime_used_traffic.saturating_sub(bytes);
             let mut after = before;
             after.record_usage(bytes, now);
             // Ingestion already set when the user was last seen.
-            after.online_at = stored.online_at;
-            let diff = account_diff(&stored, &after);
+            after.online_at = stored.account.online_at;
+            let (diff, deadline) = lifecycle_diff(&stored, &after, now);
             if diff.is_empty() {
                 continue;
             }
-            if after.status != stored.status {
-                status_changed.push(id);
+            if after.status != stored.account.status {
+                status_changed.push(stored.id);
             }
-            diffs.entry(diff).or_default().push(id);
+            earliest = earliest_of(earliest, deadline);
+            diffs.entry(diff).or_default().push(stored.id);
         }
     }
     let revision = if status_changed.is_empty() {
@@ -510,5 +572,5 @@ pub(crate) async fn apply_traffic(
         Some(revision::bump(tx).await?)
     };
     write_diffs(tx, diffs, revision).await?;
-    Ok(status_changed)
+    Ok((status_changed, earliest))
 }

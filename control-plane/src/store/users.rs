@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::user_changes::deadline_of;
 use super::{Backend, Store, StoreError, now, revision};
 use crate::domain::{Account, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
 
@@ -186,6 +187,22 @@ pub struct NewUser {
     pub auto_delete_in_days: Option<i64>,
 }
 
+impl NewUser {
+    /// The lifecycle state the bulk insert writes, created at `created_at`.
+    fn account(&self, created_at: i64) -> Account {
+        Account {
+            status: self.status,
+            data_limit: self.data_limit,
+            expire: self.expire,
+            data_limit_reset_strategy: self.data_limit_reset_strategy,
+            on_hold_expire_duration: self.on_hold_expire_duration,
+            on_hold_timeout: self.on_hold_timeout,
+            auto_delete_in_days: self.auto_delete_in_days,
+            ..Account::new(created_at)
+        }
+    }
+}
+
 /// A user about to be inserted: who it is, and its lifecycle state as the
 /// domain created it (`account.created_at` is the creation time).
 #[derive(Debug, Clone)]
@@ -252,6 +269,7 @@ impl Store {
     pub async fn insert_user(&self, user: UserDraft) -> Result<User, StoreError> {
         // Everything but the id and the owner's name is what was sent: the
         // row is not read back.
+        let deadline = deadline_of(&user.account, now());
         let returned: (i64, Option<String>) = match self.backend {
             // One statement (migration 0008 moves the revision counter):
             // every round trip to SQLite's thread costs as much as the insert.
@@ -260,6 +278,7 @@ impl Store {
                     "(SELECT value + 1 FROM revision WHERE id = 1)",
                 )),
                 &user,
+                deadline,
             )
             .fetch_one(&self.pool)
             .await
@@ -267,15 +286,17 @@ impl Store {
             Backend::Postgres => {
                 let mut tx = self.begin_write().await?;
                 let revision = revision::bump(&mut tx).await?;
-                let returned = bind_new_user(sqlx::query_as(&insert_user_sql("$21")), &user)
-                    .bind(revision)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::unique("User already exists"))?;
+                let returned =
+                    bind_new_user(sqlx::query_as(&insert_user_sql("$22")), &user, deadline)
+                        .bind(revision)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::unique("User already exists"))?;
                 tx.commit().await?;
                 returned
             }
         };
+        self.deadlines.written(deadline);
         let (id, admin_username) = returned;
         let a = user.account;
         Ok(User {
@@ -372,7 +393,7 @@ impl Store {
     /// Inserts many users in one transaction under one revision (imports and
     /// benchmarks). Fails as a whole on any duplicate username.
     pub async fn create_users_bulk(&self, users: &[NewUser]) -> Result<u64, StoreError> {
-        const COLUMNS: usize = 15;
+        const COLUMNS: usize = 16;
         // SQLite allows 32,766 parameters per statement.
         const ROWS_PER_STATEMENT: usize = 1000;
         let mut tx = self.begin_write().await?;
@@ -383,7 +404,8 @@ impl Store {
             let mut sql = String::from(
                 "INSERT INTO users (username, username_lower, status, proxies, excluded_inbounds, \
                  data_limit, data_limit_reset_strategy, expire, note, admin_id, \
-                 on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, created_at, revision) VALUES ",
+                 on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, created_at, revision, \
+                 deadline) VALUES ",
             );
             for row in 0..chunk.len() {
                 if row > 0 {
@@ -413,7 +435,8 @@ impl Store {
                     .bind(user.on_hold_timeout)
                     .bind(user.auto_delete_in_days)
                     .bind(created_at)
-                    .bind(revision);
+                    .bind(revision)
+                    .bind(deadline_of(&user.account(created_at), created_at));
             }
             inserted += query
                 .execute(&mut *tx)
@@ -422,6 +445,12 @@ impl Store {
                 .rows_affected();
         }
         tx.commit().await?;
+        self.deadlines.written(
+            users
+                .iter()
+                .filter_map(|u| deadline_of(&u.account(created_at), created_at))
+                .min(),
+        );
         // A large import changes the table's shape: refresh PostgreSQL's
         // planner statistics now rather than whenever autovacuum gets to it.
         // (Not SQLite: with statistics its planner walks the sort index and
@@ -445,9 +474,10 @@ fn insert_user_sql(revision: &str) -> String {
         "INSERT INTO users (username, username_lower, status, proxies, excluded_inbounds, \
          used_traffic, lifetime_used_traffic, data_limit, data_limit_reset_strategy, expire, \
          note, admin_id, on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, \
-         next_plan, last_status_change, last_usage_reset_at, online_at, created_at, revision) \
+         next_plan, last_status_change, last_usage_reset_at, online_at, created_at, deadline, \
+         revision) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, {revision}) \
+         $18, $19, $20, $21, {revision}) \
          RETURNING id, (SELECT username FROM admins WHERE admins.id = users.admin_id)"
     )
 }
@@ -455,8 +485,12 @@ fn insert_user_sql(revision: &str) -> String {
 type NewUserQuery<'q> =
     sqlx::query::QueryAs<'q, Any, (i64, Option<String>), sqlx::any::AnyArguments<'q>>;
 
-/// Binds $1..$20 of [`insert_user_sql`].
-fn bind_new_user<'q>(query: NewUserQuery<'q>, user: &'q UserDraft) -> NewUserQuery<'q> {
+/// Binds $1..$21 of [`insert_user_sql`].
+fn bind_new_user<'q>(
+    query: NewUserQuery<'q>,
+    user: &'q UserDraft,
+    deadline: Option<i64>,
+) -> NewUserQuery<'q> {
     let a = &user.account;
     query
         .bind(&user.username)
@@ -479,4 +513,5 @@ fn bind_new_user<'q>(query: NewUserQuery<'q>, user: &'q UserDraft) -> NewUserQue
         .bind(a.last_usage_reset_at)
         .bind(a.online_at)
         .bind(a.created_at)
+        .bind(deadline)
 }
