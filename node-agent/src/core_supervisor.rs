@@ -166,6 +166,7 @@ impl CoreSupervisor {
             self.generation,
             self.logs.clone(),
             self.notify.clone(),
+            &self.state_dir.core_log(),
         )
         .map_err(|e| {
             let line = format!("cannot start core {}: {e}", self.settings.bin.display());
@@ -177,6 +178,7 @@ impl CoreSupervisor {
             pid: run.pid,
             instance: run.instance.clone(),
             api_port,
+            started_at: run.started_at,
         };
         if let Err(e) = record.save(&self.state_dir.core_run()) {
             tracing::warn!(error = %e, "cannot record the core's pid");
@@ -208,6 +210,44 @@ impl CoreSupervisor {
                 _ = tokio::time::sleep(READY_POLL) => {}
             }
         }
+    }
+
+    /// Makes the core a previous agent left running (`record`) the current
+    /// run, if its API answers. It keeps its identity, so usage goes on
+    /// from the journal's baseline, and its users keep their connections.
+    pub async fn adopt(&mut self, record: &CoreRunRecord) -> Result<(), CoreError> {
+        let identity = self.identify().await?;
+        let unreachable = |e: String| {
+            CoreError::StartFailed(format!(
+                "the running core's API on 127.0.0.1:{} does not answer: {e}",
+                record.api_port
+            ))
+        };
+        let api = CoreApi::connect(identity.kind, record.api_port)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        api.uptime().await.map_err(|e| unreachable(e.to_string()))?;
+        self.generation += 1;
+        let run = CoreRun::adopt(
+            record.pid,
+            record.instance.clone(),
+            record.started_at,
+            self.generation,
+            self.logs.clone(),
+            self.notify.clone(),
+            &self.state_dir.core_log(),
+        );
+        tracing::info!(
+            pid = run.pid,
+            api_port = record.api_port,
+            "adopted the core left running"
+        );
+        self.live = Some(LiveRun {
+            run,
+            api,
+            api_port: record.api_port,
+        });
+        Ok(())
     }
 
     /// Stops the current run, if any.

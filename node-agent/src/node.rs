@@ -153,15 +153,34 @@ impl Node {
 
         let mut inner = node.inner.lock().await;
         let kind = inner.core.identify().await.ok().map(|i| i.kind);
-        orphan_core::adopt(
-            &node.state_dir.core_run(),
-            &node.state_dir.core_config(),
-            kind,
-            &node.journal,
-            inner.core.settings().stop_timeout,
-        )
-        .await;
-        if let Some(state) = &inner.applied {
+        let mut adopted = false;
+        if let Some(record) =
+            orphan_core::find(&node.state_dir.core_run(), &node.state_dir.core_config())
+        {
+            // Without the applied state nobody knows what the core serves.
+            if inner.applied.is_some() {
+                match inner.core.adopt(&record).await {
+                    Ok(()) => adopted = true,
+                    Err(e) => tracing::warn!(error = %e, "cannot adopt the core left running"),
+                }
+            }
+            if !adopted {
+                orphan_core::journal_and_stop(
+                    record,
+                    &node.state_dir.core_run(),
+                    kind,
+                    &node.journal,
+                    inner.core.settings().stop_timeout,
+                )
+                .await;
+            }
+        }
+        if adopted {
+            // It serves what was applied, or a change more if the agent
+            // died between making a live change and saving it: the control
+            // plane then resends that change, and adding a user that is
+            // there (or removing one that is not) counts as done.
+        } else if let Some(state) = &inner.applied {
             tracing::info!(
                 revision = state.revision,
                 users = state.users.len(),

@@ -1,16 +1,11 @@
 //! A core left behind by an agent that was killed (SIGKILL, OOM) keeps
-//! running: `kill_on_drop` needs an orderly exit and PR_SET_PDEATHSIG would
-//! need unsafe code. The next agent finds it through `core-run.json` and
-//! stops it before starting its own, so it does not hold the ports.
-//!
-//! Before that, it tries to read the traffic the orphan counted since the last
-//! journal entry (same run identity, so the baseline applies and nothing is
-//! counted twice). This is best effort: the orphan's stdout/stderr were pipes
-//! to the dead agent, and a Go program dies of SIGPIPE on its next log line
-//! (the access log of the very API connection, or any client's), so usually
-//! the orphan is already gone or goes as it is asked. What it counted since
-//! the last reading is then lost, as when a core crashes: at most one usage
-//! interval.
+//! running: its output goes to a file, not to pipes that would break, and
+//! `kill_on_drop` needs an orderly exit. The next agent finds it through
+//! `core-run.json`. When the agent has the state the core was serving, it
+//! adopts the core as its own run (see `CoreRun::adopt`): users keep their
+//! connections and the counters go on, so a crashed agent loses no byte.
+//! Otherwise it journals what the core counted since the last reading and
+//! stops it, so it does not hold the ports.
 
 use std::io;
 use std::path::Path;
@@ -33,6 +28,9 @@ pub struct CoreRunRecord {
     pub pid: u32,
     pub instance: String,
     pub api_port: u16,
+    /// Unix seconds; 0 in records of agents that did not write it.
+    #[serde(default)]
+    pub started_at: i64,
 }
 
 impl CoreRunRecord {
@@ -78,34 +76,36 @@ pub fn is_running(pid: u32) -> bool {
     }
 }
 
-/// Journals and stops a core left behind by a previous agent, if any.
-pub async fn adopt(
-    record_path: &Path,
-    config_path: &Path,
-    kind: Option<CoreKind>,
-    journal: &UsageJournal,
-    stop_timeout: Duration,
-) {
-    let Ok(bytes) = std::fs::read(record_path) else {
-        return;
-    };
+/// The core a previous agent left running, if its record names a live
+/// process started with our config (not a recycled pid). A stale record is
+/// removed.
+pub fn find(record_path: &Path, config_path: &Path) -> Option<CoreRunRecord> {
+    let bytes = std::fs::read(record_path).ok()?;
     let record: CoreRunRecord = match serde_json::from_slice(&bytes) {
         Ok(record) => record,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable core run record; ignored");
             CoreRunRecord::remove(record_path);
-            return;
+            return None;
         }
     };
-    if !is_our_core(record.pid, config_path) {
+    if !is_running(record.pid) || !is_our_core(record.pid, config_path) {
         CoreRunRecord::remove(record_path);
-        return;
+        return None;
     }
-    tracing::warn!(
-        pid = record.pid,
-        "found a core left behind by a previous agent"
-    );
+    Some(record)
+}
 
+/// Journals what a left-behind core counted since the last reading (same
+/// run identity, so the baseline applies and nothing is counted twice),
+/// then stops it: for a core that cannot be adopted.
+pub async fn journal_and_stop(
+    record: CoreRunRecord,
+    record_path: &Path,
+    kind: Option<CoreKind>,
+    journal: &UsageJournal,
+    stop_timeout: Duration,
+) {
     match read_counters(&record, kind.unwrap_or(CoreKind::Xray)).await {
         Ok((uptime, counters)) => {
             let reading = Reading {
@@ -193,6 +193,7 @@ mod tests {
             pid: 42,
             instance: "42-1".into(),
             api_port: 1234,
+            started_at: 1_700_000_000,
         };
         record.save(&path).unwrap();
         let read: CoreRunRecord = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -80,6 +80,13 @@ impl StateDir {
         self.root.join("core-run.json")
     }
 
+    /// The core's stdout and stderr. A file, not pipes to the agent: a core
+    /// whose agent died must not die of a broken pipe on its next log line,
+    /// so the next agent can adopt it with its counters intact.
+    pub fn core_log(&self) -> PathBuf {
+        self.root.join("core.log")
+    }
+
     /// A rendered config being validated before it replaces the running one.
     pub fn candidate_core_config(&self) -> PathBuf {
         self.root.join("core.candidate.json")

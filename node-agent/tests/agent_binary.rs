@@ -186,7 +186,7 @@ async fn serves_only_the_pinned_control_plane_and_stops_in_order() {
 }
 
 #[tokio::test]
-async fn a_killed_agent_replaces_the_core_it_left_behind() {
+async fn a_killed_agent_adopts_the_core_it_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     let pki = enrolled_state_dir(dir.path());
     let (mut agent, addr) = start_agent(dir.path(), "200").await;
@@ -212,9 +212,12 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
 
     let (agent, addr) = start_agent(dir.path(), "200").await;
     assert!(
-        !nexpoint_node::orphan_core::is_running(core_pid),
-        "the left-behind core was stopped"
+        nexpoint_node::orphan_core::is_running(core_pid),
+        "the left-behind core is adopted, not stopped"
     );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("core-run.json")).unwrap()).unwrap();
+    assert_eq!(record["pid"].as_u64(), Some(u64::from(core_pid)));
     let mut cp = client(addr, &pki, &pki.control_plane_cert, &pki.control_plane_key)
         .await
         .unwrap();
@@ -224,12 +227,9 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
         .unwrap()
         .into_inner();
     assert!(status.running, "{status:?}");
-    assert_eq!(
-        status.restarts, 0,
-        "its own core started at the first attempt"
-    );
+    assert_eq!(status.restarts, 0, "the adopted core was never restarted");
 
-    // Its own core serves the same users, and their traffic is journaled.
+    // The adopted core serves the same users, and their traffic is journaled.
     let proxy = V2RayClient::start(vm_port, UUID_A).await;
     let echo = echo_server().await;
     echo_through_socks(proxy.socks_port, echo, 4_000).await;
@@ -270,6 +270,10 @@ async fn a_killed_agent_replaces_the_core_it_left_behind() {
     assert!(after_ack.entries.is_empty());
     assert_eq!(after_ack.last_sequence, last);
     sigterm_and_wait(agent).await;
+    assert!(
+        !nexpoint_node::orphan_core::is_running(core_pid),
+        "an orderly stop stops the adopted core too"
+    );
 }
 
 #[tokio::test]
