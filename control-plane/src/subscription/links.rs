@@ -5,7 +5,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
-use crate::domain::{Inbound, ProxyProtocol};
+use super::endpoints::{Credentials, Endpoint, endpoints};
+use crate::domain::Inbound;
 use crate::store::{Host, User};
 
 /// RFC 3986 unreserved characters stay; everything else is encoded.
@@ -19,18 +20,6 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
 }
 
-/// Where and how one host advertises one inbound.
-struct Endpoint<'a> {
-    inbound: &'a Inbound,
-    remark: String,
-    address: String,
-    port: u16,
-    security: String,
-    sni: String,
-    host: String,
-    path: String,
-}
-
 fn bracket_ipv6(address: &str) -> String {
     if address.contains(':') && !address.starts_with('[') {
         format!("[{address}]")
@@ -39,56 +28,38 @@ fn bracket_ipv6(address: &str) -> String {
     }
 }
 
-fn remark(template: &str, user: &User, inbound: &Inbound) -> String {
-    template
-        .replace("{USERNAME}", &user.username)
-        .replace("{PROTOCOL}", inbound.protocol.as_str())
-        .replace("{TRANSPORT}", &inbound.network)
-        .replace("{STATUS_TEXT}", user.status.as_str())
-}
-
-fn endpoint<'a>(user: &User, inbound: &'a Inbound, host: &Host) -> Endpoint<'a> {
-    let pick = |over: &Option<String>, default: &str| {
-        over.as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(default)
-            .to_owned()
-    };
-    Endpoint {
-        inbound,
-        remark: remark(&host.remark, user, inbound),
-        address: host.address.clone(),
-        port: host
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(inbound.port),
-        security: if host.security == "inbound_default" {
-            inbound.tls.clone()
-        } else {
-            host.security.clone()
-        },
-        sni: pick(&host.sni, &inbound.sni),
-        host: pick(&host.host, &inbound.host),
-        path: pick(&host.path, &inbound.path),
-    }
-}
-
 fn transport_query(e: &Endpoint) -> Vec<(&'static str, String)> {
     let mut q = vec![
         ("security", e.security.clone()),
-        ("type", e.inbound.network.clone()),
+        ("type", e.network.clone()),
     ];
-    if e.inbound.network == "tcp" {
-        q.push(("headerType", e.inbound.header_type.clone()));
+    if e.network == "tcp" {
+        q.push(("headerType", e.header_type.clone()));
     }
     if !e.host.is_empty() {
         q.push(("host", e.host.clone()));
     }
     if !e.path.is_empty() {
-        q.push(("path", e.path.clone()));
+        let key = if e.network == "grpc" {
+            "serviceName"
+        } else {
+            "path"
+        };
+        q.push((key, e.path.clone()));
     }
-    if e.security != "none" && !e.sni.is_empty() {
-        q.push(("sni", e.sni.clone()));
+    if e.tls() {
+        if !e.sni.is_empty() {
+            q.push(("sni", e.sni.clone()));
+        }
+        if !e.fingerprint.is_empty() {
+            q.push(("fp", e.fingerprint.clone()));
+        }
+        if !e.alpn.is_empty() {
+            q.push(("alpn", e.alpn.join(",")));
+        }
+        if e.allow_insecure {
+            q.push(("allowInsecure", "1".into()));
+        }
     }
     q
 }
@@ -101,6 +72,7 @@ fn query_string(q: &[(&str, String)]) -> String {
 }
 
 fn vmess(e: &Endpoint, id: &str) -> String {
+    let tls = e.tls();
     let doc = json!({
         "v": "2",
         "ps": e.remark,
@@ -109,14 +81,14 @@ fn vmess(e: &Endpoint, id: &str) -> String {
         "id": id,
         "aid": "0",
         "scy": "auto",
-        "net": e.inbound.network,
-        "type": e.inbound.header_type,
+        "net": e.network,
+        "type": e.header_type,
         "host": e.host,
         "path": e.path,
-        "tls": if e.security == "none" { "" } else { e.security.as_str() },
-        "sni": e.sni,
-        "alpn": "",
-        "fp": "",
+        "tls": if tls { e.security.as_str() } else { "" },
+        "sni": if tls { e.sni.as_str() } else { "" },
+        "alpn": if tls { e.alpn.join(",") } else { String::new() },
+        "fp": if tls { e.fingerprint.as_str() } else { "" },
     });
     format!("vmess://{}", STANDARD.encode(doc.to_string()))
 }
@@ -124,8 +96,8 @@ fn vmess(e: &Endpoint, id: &str) -> String {
 fn vless(e: &Endpoint, id: &str, flow: &str) -> String {
     let mut q = transport_query(e);
     q.push(("encryption", "none".into()));
-    // Vision only works on raw TCP with TLS/REALITY.
-    if !flow.is_empty() && e.inbound.network == "tcp" && e.security != "none" {
+    // Vision only works on raw TCP with TLS/REALITY and no HTTP header.
+    if !flow.is_empty() && e.network == "tcp" && e.tls() && e.header_type != "http" {
         q.push(("flow", flow.into()));
     }
     format!(
@@ -150,53 +122,49 @@ fn trojan(e: &Endpoint, password: &str) -> String {
 }
 
 fn shadowsocks(e: &Endpoint, method: &str, password: &str) -> String {
-    // SIP002: AEAD userinfo is base64url(method:password) without padding.
+    let userinfo = if method.starts_with("2022-") {
+        // SIP022: the key is base64 already; userinfo is percent-encoded.
+        format!("{}:{}", enc(method), enc(password))
+    } else {
+        // SIP002: AEAD userinfo is base64url(method:password) without padding.
+        URL_SAFE_NO_PAD.encode(format!("{method}:{password}"))
+    };
     format!(
-        "ss://{}@{}:{}#{}",
-        URL_SAFE_NO_PAD.encode(format!("{method}:{password}")),
+        "ss://{userinfo}@{}:{}#{}",
         bracket_ipv6(&e.address),
         e.port,
         enc(&e.remark)
     )
 }
 
+/// The share link of one endpoint.
+pub fn share_link(e: &Endpoint) -> String {
+    match &e.credentials {
+        Credentials::Vmess { id } => vmess(e, id),
+        Credentials::Vless { id, flow } => vless(e, id, flow),
+        Credentials::Trojan { password } => trojan(e, password),
+        Credentials::Shadowsocks { method, password } => shadowsocks(e, method, password),
+    }
+}
+
 /// One link per (protocol, inbound the user is in, enabled host of it).
 pub fn share_links(user: &User, inbounds: &[Inbound], hosts: &[Host]) -> Vec<String> {
-    let mut links = Vec::new();
-    for protocol in user.proxies.protocols() {
-        let excluded = user.excluded_inbounds.get(protocol.as_str());
-        for inbound in inbounds.iter().filter(|i| i.protocol == protocol) {
-            if excluded.is_some_and(|ex| ex.contains(&inbound.tag)) {
-                continue;
-            }
-            for host in hosts
-                .iter()
-                .filter(|h| h.inbound_tag == inbound.tag && !h.is_disabled)
-            {
-                let e = endpoint(user, inbound, host);
-                let p = &user.proxies;
-                let link = match protocol {
-                    ProxyProtocol::Vmess => p
-                        .vmess
-                        .as_ref()
-                        .map(|v| vmess(&e, v.id.as_deref().unwrap_or_default())),
-                    ProxyProtocol::Vless => p
-                        .vless
-                        .as_ref()
-                        .map(|v| vless(&e, v.id.as_deref().unwrap_or_default(), &v.flow)),
-                    ProxyProtocol::Trojan => p
-                        .trojan
-                        .as_ref()
-                        .map(|t| trojan(&e, t.password.as_deref().unwrap_or_default())),
-                    ProxyProtocol::Shadowsocks => p.shadowsocks.as_ref().map(|s| {
-                        shadowsocks(&e, &s.method, s.password.as_deref().unwrap_or_default())
-                    }),
-                };
-                links.extend(link);
-            }
-        }
-    }
-    links
+    endpoints(
+        user,
+        inbounds,
+        hosts,
+        crate::store::now(),
+        &mut rand::thread_rng(),
+    )
+    .iter()
+    .map(share_link)
+    .collect()
+}
+
+/// The `v2ray` format: the links, one per line, in standard base64.
+pub fn base64_list(endpoints: &[Endpoint]) -> String {
+    let links: Vec<String> = endpoints.iter().map(share_link).collect();
+    STANDARD.encode(links.join("\n"))
 }
 
 #[cfg(test)]

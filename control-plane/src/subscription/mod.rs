@@ -1,5 +1,6 @@
 //! What subscribers fetch: `GET /sub/{token}`, and their own info and usage.
 
+pub mod endpoints;
 mod info;
 pub mod links;
 pub mod token;
