@@ -66,4 +66,69 @@ pub struct ServeArgs {
         default_value_t = 1440
     )]
     pub enrollment_expire_minutes: i64,
+    #[command(flatten)]
+    pub subscription: SubscriptionArgs,
+}
+
+/// How subscriptions are served (Marzban's SUB_* settings).
+#[derive(Debug, Clone, Args)]
+pub struct SubscriptionArgs {
+    /// A JSON file of User-Agent rules replacing the built-in ones: an array
+    /// of {"pattern": REGEX, "format": v2ray|v2ray-json|clash|clash-meta|sing-box|outline,
+    /// "min_version"?: "1.2"}; the first match wins, no match gives v2ray.
+    #[arg(long, env = "NEXPOINT_SUBSCRIPTION_RULES")]
+    pub subscription_rules: Option<PathBuf>,
+    /// `profile-update-interval` sent to apps, in hours.
+    #[arg(
+        long,
+        env = "NEXPOINT_SUB_UPDATE_INTERVAL",
+        default_value_t = 12,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub subscription_update_interval: u32,
+    /// `support-url` sent to apps.
+    #[arg(long, env = "NEXPOINT_SUB_SUPPORT_URL")]
+    pub subscription_support_url: Option<String>,
+    /// `profile-web-page-url` sent to apps; default: the subscription URL (its page).
+    #[arg(long, env = "NEXPOINT_SUB_PROFILE_PAGE_URL")]
+    pub subscription_page_url: Option<String>,
+    /// Operator templates: `subscription/index.html` replaces the subscription
+    /// page, `home/index.html` the home page (Jinja2, as Marzban's).
+    #[arg(long, env = "NEXPOINT_CUSTOM_TEMPLATES_DIRECTORY")]
+    pub templates_dir: Option<PathBuf>,
+    /// What an expired user's app shows instead of servers (remark variables apply).
+    #[arg(long, env = "NEXPOINT_SUB_EXPIRED_REMARK")]
+    pub expired_remark: Option<String>,
+    /// What a user over her data limit sees instead of servers.
+    #[arg(long, env = "NEXPOINT_SUB_LIMITED_REMARK")]
+    pub limited_remark: Option<String>,
+    /// What a disabled user sees instead of servers.
+    #[arg(long, env = "NEXPOINT_SUB_DISABLED_REMARK")]
+    pub disabled_remark: Option<String>,
+}
+
+impl SubscriptionArgs {
+    pub fn settings(
+        &self,
+    ) -> Result<crate::subscription::SubscriptionSettings, crate::subscription::format::RulesError>
+    {
+        use crate::subscription::format::FormatRules;
+        use crate::subscription::{InactiveRemarks, SubscriptionSettings};
+        let defaults = InactiveRemarks::default();
+        Ok(SubscriptionSettings {
+            rules: match &self.subscription_rules {
+                Some(path) => FormatRules::load(path)?,
+                None => FormatRules::default(),
+            },
+            update_interval_hours: self.subscription_update_interval,
+            support_url: self.subscription_support_url.clone(),
+            page_url: self.subscription_page_url.clone(),
+            inactive_remarks: InactiveRemarks {
+                expired: self.expired_remark.clone().unwrap_or(defaults.expired),
+                limited: self.limited_remark.clone().unwrap_or(defaults.limited),
+                disabled: self.disabled_remark.clone().unwrap_or(defaults.disabled),
+            },
+            templates_dir: self.templates_dir.clone(),
+        })
+    }
 }

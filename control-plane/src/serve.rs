@@ -91,6 +91,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .setting_or_insert("subscription_secret", random_secret)
         .await?;
 
+    let subscription = args
+        .subscription
+        .settings()
+        .context("subscription settings")?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -135,6 +139,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .into(),
         public_url: public_url.trim_end_matches('/').into(),
         enrollment_expire_minutes: args.enrollment_expire_minutes,
+        subscription: Arc::new(subscription),
     };
     let app = api::router(state);
 

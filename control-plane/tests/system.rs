@@ -514,6 +514,7 @@ async fn system_counts_100k_users_right(db: &RawDb) {
         public_url: "http://x".into(),
         subscription_url_prefix: "".into(),
         enrollment_expire_minutes: 60,
+        subscription: Default::default(),
     };
     let app = App {
         router: nexpoint::api::router(state),

@@ -23,6 +23,7 @@ pub mod process;
 pub mod sing_box;
 pub mod socks;
 pub mod steps;
+pub mod test_ca;
 pub mod v2ray;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions, CoreTemplate};

@@ -47,6 +47,8 @@ pub struct AppState {
     /// Prefix of subscription URLs; empty gives relative "/sub/..." URLs.
     pub subscription_url_prefix: Arc<str>,
     pub enrollment_expire_minutes: i64,
+    /// Formats, headers and pages of subscriptions.
+    pub subscription: Arc<crate::subscription::SubscriptionSettings>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -56,9 +56,11 @@ pub struct Endpoint {
     pub fingerprint: String,
     pub allow_insecure: bool,
     pub mux: bool,
-    /// Xray `fragment` settings (JSON), for formats that carry them.
+    /// The host's fragment setting (Marzban's `length,interval,packets`, or
+    /// Xray `fragment` JSON), for formats that carry it.
     pub fragment: Option<String>,
-    /// Xray `noises` settings (JSON), for formats that carry them.
+    /// The host's noise setting (Marzban's `rand:10-20,10-16&str:...`, or
+    /// Xray `noises` JSON), for formats that carry it.
     pub noise: Option<String>,
 }
 
@@ -98,7 +100,26 @@ pub fn endpoints(
             }
         }
     }
+    unique_remarks(&mut out);
     out
+}
+
+/// Apps list servers by remark, and some formats key proxies by it: a
+/// remark seen before gets ` 2`, ` 3`, ... (two inbounds of one protocol and
+/// transport under the same host remark, say one with TLS and one without).
+fn unique_remarks(endpoints: &mut [Endpoint]) {
+    let mut seen = std::collections::HashSet::new();
+    for e in endpoints.iter_mut() {
+        if seen.insert(e.remark.clone()) {
+            continue;
+        }
+        let base = e.remark.clone();
+        let mut n = 2;
+        while !seen.insert(format!("{base} {n}")) {
+            n += 1;
+        }
+        e.remark = format!("{base} {n}");
+    }
 }
 
 fn credentials(user: &User, protocol: ProxyProtocol) -> Option<Credentials> {
@@ -333,6 +354,36 @@ mod tests {
             assert!(label.chars().all(|c| c.is_ascii_hexdigit()));
         }
         assert_eq!(salted("plain.example", &mut rng), "plain.example");
+    }
+
+    #[test]
+    fn repeated_remarks_are_numbered() {
+        let mut endpoints: Vec<Endpoint> = ["a", "a", "b", "a", "a 2"]
+            .iter()
+            .map(|r| Endpoint {
+                remark: (*r).into(),
+                address: "x".into(),
+                port: 1,
+                credentials: Credentials::Trojan {
+                    password: "p".into(),
+                },
+                network: "tcp".into(),
+                header_type: "none".into(),
+                host: String::new(),
+                path: String::new(),
+                security: "none".into(),
+                sni: String::new(),
+                alpn: Vec::new(),
+                fingerprint: String::new(),
+                allow_insecure: false,
+                mux: false,
+                fragment: None,
+                noise: None,
+            })
+            .collect();
+        unique_remarks(&mut endpoints);
+        let remarks: Vec<&str> = endpoints.iter().map(|e| e.remark.as_str()).collect();
+        assert_eq!(remarks, ["a", "a 2", "b", "a 3", "a 2 2"]);
     }
 
     #[test]

@@ -1,26 +1,31 @@
-//! What subscribers fetch: `GET /sub/{token}`, and their own info and usage.
+//! What subscribers fetch: `GET /sub/{token}` in the format their app wants
+//! (or a page, for a browser), and their own info and usage.
 
+pub mod clash;
 pub mod endpoints;
+pub mod format;
+pub mod handler;
 mod info;
 pub mod links;
+pub mod outline;
+pub mod page;
+pub mod sing_box;
 pub mod token;
+pub mod xray_json;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 
 use crate::api::{ApiError, AppState};
 use crate::store::User;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sub/{token}", get(subscription))
+        .route("/sub/{token}", get(handler::auto))
+        // Static segments win over `{format}`: info and usage stay theirs.
         .route("/sub/{token}/info", get(info::info))
         .route("/sub/{token}/usage", get(info::usage))
+        .route("/sub/{token}/{format}", get(handler::explicit))
 }
 
 /// The documented subscription paths (served outside /api).
@@ -47,53 +52,4 @@ pub(crate) async fn token_user(state: &AppState, token: &str) -> Result<User, Ap
     Ok(user)
 }
 
-fn header_value(s: String) -> HeaderValue {
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-async fn subscription(
-    State(state): State<AppState>,
-    axum::extract::Path(token): axum::extract::Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let user = token_user(&state, &token).await?;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    state
-        .store
-        .record_subscription_fetch(user.id, &user_agent)
-        .await?;
-
-    let inbounds = state.store.inbounds().await?;
-    let hosts = state.store.enabled_hosts().await?;
-    let body = STANDARD.encode(links::share_links(&user, &inbounds, &hosts).join("\n"));
-
-    let mut response = body.into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        "subscription-userinfo",
-        header_value(format!(
-            "upload=0; download={}; total={}; expire={}",
-            user.used_traffic,
-            user.data_limit.unwrap_or(0),
-            user.expire.unwrap_or(0)
-        )),
-    );
-    h.insert(
-        "profile-title",
-        header_value(format!("base64:{}", STANDARD.encode(&user.username))),
-    );
-    h.insert("profile-update-interval", HeaderValue::from_static("12"));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        header_value(format!("attachment; filename=\"{}\"", user.username)),
-    );
-    Ok(response)
-}
+pub use handler::{InactiveRemarks, SubscriptionSettings};

@@ -145,6 +145,7 @@ pub async fn app(db: &TestDb) -> App {
         public_url: "http://cp.example:8000".into(),
         subscription_url_prefix: "".into(),
         enrollment_expire_minutes: 60,
+        subscription: Default::default(),
     };
     App {
         router: nexpoint::api::router(state),
