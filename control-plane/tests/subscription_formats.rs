@@ -225,3 +225,13 @@ async fn a_user_who_is_not_served_sees_why_in_every_format() {
         assert!(p["tag"].as_str().unwrap().contains("disabled"), "{p}");
     }
 }
+
+#[tokio::test]
+async fn the_home_page_is_served() {
+    let db = TestDb::sqlite().await;
+    let app = app(&db).await;
+    let (status, headers, body) = get(&app, "/", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type(&headers).starts_with("text/html"));
+    assert!(body.contains("/sub/"), "{body}");
+}

@@ -247,8 +247,8 @@ mod tests {
         assert_eq!(rules.select("MyApp/2"), Format::SingBox);
         assert_eq!(rules.select("clash-verge/1"), Format::Links);
 
-        let bad = FormatRules::from_json(r#"[{"pattern": "(", "format": "clash"}]"#, "r")
-            .unwrap_err();
+        let bad =
+            FormatRules::from_json(r#"[{"pattern": "(", "format": "clash"}]"#, "r").unwrap_err();
         assert!(bad.to_string().contains("rule #0"), "{bad}");
         let unknown =
             FormatRules::from_json(r#"[{"pattern": "x", "format": "nope"}]"#, "r").unwrap_err();
