@@ -235,3 +235,27 @@ async fn the_home_page_is_served() {
     assert!(content_type(&headers).starts_with("text/html"));
     assert!(body.contains("/sub/"), "{body}");
 }
+
+#[tokio::test]
+async fn links_from_an_imported_marzban_keep_working_until_revoked() {
+    let db = TestDb::sqlite().await;
+    let (app, root, url) = setup(&db).await;
+    // Issued URLs carry Nexpoint's tokens (a full HMAC after a dot).
+    assert!(url.rsplit('/').next().unwrap().contains('.'), "{url}");
+    // One Marzban handed out with the same secret.
+    let marzban = nexpoint::subscription::token::issue_marzban_at(
+        "zoe",
+        nexpoint::store::now(),
+        "sub-secret",
+    );
+    let (status, _, _) = get(&app, &format!("/sub/{marzban}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .json("POST", "/api/user/zoe/revoke_sub", Some(&root), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for old in [format!("/sub/{marzban}"), url] {
+        let (status, _, _) = get(&app, &old, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{old} after revocation");
+    }
+}
