@@ -82,12 +82,17 @@ impl Store {
             .filter(|((user_id, _), _)| existing.contains_key(user_id))
             .collect();
         add_hourly_usage(&mut tx, batch.node_id, &hours).await?;
-        let touched: Vec<i64> = touched.iter().map(|t| t.0).collect();
-        let bytes_by_user: BTreeMap<i64, i64> =
-            touched.iter().map(|id| (*id, per_user[id].0)).collect();
+        // Only users whose lifecycle this traffic can change go through the
+        // rules (a row re-read each); the rest just count, which is nearly
+        // everyone in a large collection.
+        let now = now();
+        let bytes_by_user: BTreeMap<i64, i64> = touched
+            .iter()
+            .filter(|t| t.3.may_change(now))
+            .map(|t| (t.0, per_user[&t.0].0))
+            .collect();
         let (status_changed, earliest_deadline) =
-            super::user_changes::apply_traffic(&mut tx, self.backend, &bytes_by_user, now())
-                .await?;
+            super::user_changes::apply_traffic(&mut tx, self.backend, &bytes_by_user, now).await?;
         tx.commit().await?;
         self.deadlines.written(earliest_deadline);
         Ok(AppliedUsage { status_changed })
@@ -110,12 +115,38 @@ fn values_list(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// What the usage update tells about a user's lifecycle after it.
+#[derive(Debug, Clone, Copy)]
+struct AfterTraffic {
+    on_hold: bool,
+    active: bool,
+    used_traffic: i64,
+    data_limit: Option<i64>,
+    deadline: Option<i64>,
+}
+
+impl AfterTraffic {
+    /// Whether the rules could change the user now: first traffic of an
+    /// on-hold user, an active user at her limit (limited, or her next
+    /// plan), or a deadline already due (time-based changes come before the
+    /// bytes). Any other user's traffic only counts.
+    fn may_change(&self, now: i64) -> bool {
+        self.on_hold
+            || (self.active
+                && self
+                    .data_limit
+                    .is_some_and(|l| l > 0 && self.used_traffic >= l))
+            || self.deadline.is_some_and(|d| d <= now)
+    }
+}
+
 /// Adds each user's bytes (additively, so concurrent writes compose) and
-/// returns (user id, bytes, owning admin) for the users that still exist.
+/// returns (user id, bytes, owning admin, lifecycle after) for the users
+/// that still exist.
 async fn add_user_usage(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     per_user: &BTreeMap<i64, (i64, i64)>,
-) -> Result<Vec<(i64, i64, Option<i64>)>, StoreError> {
+) -> Result<Vec<(i64, i64, Option<i64>, AfterTraffic)>, StoreError> {
     let rows: Vec<(&i64, &(i64, i64))> = per_user.iter().collect();
     let mut touched = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
@@ -123,16 +154,27 @@ async fn add_user_usage(
             "WITH v (id, bytes, seen) AS (VALUES {}) \
              UPDATE users SET used_traffic = users.used_traffic + v.bytes, \
              lifetime_used_traffic = users.lifetime_used_traffic + v.bytes, online_at = v.seen \
-             FROM v WHERE users.id = v.id RETURNING users.id, users.admin_id",
+             FROM v WHERE users.id = v.id RETURNING users.id, users.admin_id, users.status, \
+             users.used_traffic, users.data_limit, users.deadline",
             values_list(chunk.len(), 3)
         );
-        let mut query = sqlx::query_as::<_, (i64, Option<i64>)>(&sql);
+        type Row = (i64, Option<i64>, String, i64, Option<i64>, Option<i64>);
+        let mut query = sqlx::query_as::<_, Row>(&sql);
         for (id, (bytes, seen)) in chunk {
             query = query.bind(**id).bind(*bytes).bind(*seen);
         }
         // SQLite's RETURNING sees only the updated table: take bytes from here.
-        for (id, admin) in query.fetch_all(&mut **tx).await? {
-            touched.push((id, per_user[&id].0, admin));
+        for (id, admin, status, used_traffic, data_limit, deadline) in
+            query.fetch_all(&mut **tx).await?
+        {
+            let after = AfterTraffic {
+                on_hold: status == "on_hold",
+                active: status == "active",
+                used_traffic,
+                data_limit,
+                deadline,
+            };
+            touched.push((id, per_user[&id].0, admin, after));
         }
     }
     // Deleted users' bytes still count for the node, not for anyone else.
@@ -141,10 +183,10 @@ async fn add_user_usage(
 
 async fn add_admin_usage(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    touched: &[(i64, i64, Option<i64>)],
+    touched: &[(i64, i64, Option<i64>, AfterTraffic)],
 ) -> Result<(), StoreError> {
     let mut per_admin: BTreeMap<i64, i64> = BTreeMap::new();
-    for (_, bytes, admin) in touched {
+    for (_, bytes, admin, _) in touched {
         if let Some(admin) = admin {
             *per_admin.entry(*admin).or_default() += bytes;
         }
