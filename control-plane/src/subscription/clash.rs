@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::endpoints::{Credentials, Endpoint};
+use super::endpoints::{Credentials, Endpoint, split_early_data};
 
 /// Where `Auto` measures latency.
 const TEST_URL: &str = "http://www.gstatic.com/generate_204";
@@ -282,35 +282,6 @@ fn transport(e: &Endpoint, meta: bool) -> Option<Transport> {
         // kcp, quic, xhttp/splithttp, h2c, and httpupgrade for plain Clash.
         _ => None,
     }
-}
-
-/// `/path?ed=2048` -> (`/path`, Some(2048)); other query parameters stay.
-fn split_early_data(path: &str) -> (String, Option<u32>) {
-    let Some((base, query)) = path.split_once('?') else {
-        return (path.to_owned(), None);
-    };
-    let mut early_data = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(
-            |pair| match pair.strip_prefix("ed=").map(str::parse::<u32>) {
-                Some(Ok(n)) => {
-                    early_data = Some(n);
-                    false
-                }
-                _ => true,
-            },
-        )
-        .collect();
-    if early_data.is_none() {
-        return (path.to_owned(), None);
-    }
-    let path = if rest.iter().all(|p| p.is_empty()) {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    (path, early_data)
 }
 
 fn or_root(path: String) -> String {

@@ -210,6 +210,37 @@ fn endpoint(
     }
 }
 
+/// A ws/httpupgrade path's Xray early-data parameter taken out:
+/// `/path?ed=2048` -> (`/path`, Some(2048)); other query parameters stay.
+/// Clients other than Xray take the size as a setting of their own.
+pub fn split_early_data(path: &str) -> (String, Option<u32>) {
+    let Some((base, query)) = path.split_once('?') else {
+        return (path.to_owned(), None);
+    };
+    let mut early_data = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(
+            |pair| match pair.strip_prefix("ed=").map(str::parse::<u32>) {
+                Some(Ok(n)) => {
+                    early_data = Some(n);
+                    false
+                }
+                _ => true,
+            },
+        )
+        .collect();
+    if early_data.is_none() {
+        return (path.to_owned(), None);
+    }
+    let path = if rest.iter().all(|p| p.is_empty()) {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (path, early_data)
+}
+
 /// One entry of a comma list, at random.
 fn pick(list: &str, rng: &mut impl Rng) -> String {
     let entries: Vec<&str> = list

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::endpoints::{Credentials, Endpoint};
+use super::endpoints::{Credentials, Endpoint, split_early_data};
 
 /// The selector clients switch proxies with; everything routes to it.
 const PROXY_TAG: &str = "proxy";
@@ -322,39 +322,11 @@ fn tls(e: &Endpoint) -> Option<Tls> {
     })
 }
 
-/// A ws path's Xray early-data parameter (`/ws?ed=2048`) taken out: sing-box
-/// sends early data in the same `Sec-WebSocket-Protocol` header when told to.
-fn ws_early_data(path: &str) -> (String, Option<u32>) {
-    let Some((base, query)) = path.split_once('?') else {
-        return (path.to_owned(), None);
-    };
-    let mut early = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(
-            |pair| match pair.strip_prefix("ed=").map(str::parse::<u32>) {
-                Some(Ok(n)) => {
-                    early = Some(n);
-                    false
-                }
-                _ => true,
-            },
-        )
-        .collect();
-    if early.is_none() {
-        return (path.to_owned(), None);
-    }
-    if rest.is_empty() {
-        (base.to_owned(), early)
-    } else {
-        (format!("{base}?{}", rest.join("&")), early)
-    }
-}
-
 fn transport(e: &Endpoint) -> Option<Transport> {
     Some(match network(e) {
         "ws" => {
-            let (path, early) = ws_early_data(&e.path);
+            // sing-box sends early data in the same `Sec-WebSocket-Protocol` header when told to.
+            let (path, early) = split_early_data(&e.path);
             let mut headers = BTreeMap::new();
             if !e.host.is_empty() {
                 headers.insert("Host", e.host.clone());
@@ -798,13 +770,13 @@ mod tests {
     }
 
     #[test]
-    fn ws_early_data_keeps_other_query_parameters() {
+    fn early_data_keeps_other_query_parameters() {
         assert_eq!(
-            ws_early_data("/a?x=1&ed=640&y=2"),
+            split_early_data("/a?x=1&ed=640&y=2"),
             ("/a?x=1&y=2".into(), Some(640))
         );
-        assert_eq!(ws_early_data("/a?ed=oops"), ("/a?ed=oops".into(), None));
-        assert_eq!(ws_early_data("/a"), ("/a".into(), None));
+        assert_eq!(split_early_data("/a?ed=oops"), ("/a?ed=oops".into(), None));
+        assert_eq!(split_early_data("/a"), ("/a".into(), None));
     }
 
     #[test]
