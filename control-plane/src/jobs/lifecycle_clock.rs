@@ -59,7 +59,11 @@ async fn pass(store: &Store, nodes: &NodeManager) -> Result<Option<Duration>, St
     if due.settled as i64 == BATCH {
         return Ok(None);
     }
-    Ok(Some(match store.earliest_deadline().await? {
+    let next = store.earliest_deadline().await?;
+    // Measured after the pass, not before it: the pass's own time must not
+    // make the clock wake late.
+    let now_ms = unix_now_ms();
+    Ok(Some(match next {
         // A deadline is due when its second starts.
         Some(next) => {
             Duration::from_millis(next.saturating_mul(1000).saturating_sub(now_ms).max(0) as u64)
