@@ -13,52 +13,9 @@ use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
 use nexpoint::nodes::NodeManager;
 use nexpoint::pki::Pki;
 use nexpoint::store::{NewAdmin, NewNode, NewUser, Store, UsageBatch, UserUsageDelta};
-use sqlx::Connection;
 
-struct Target {
-    name: &'static str,
-    url: String,
-    cleanup: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Target {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    Target {
-        name: "SQLite",
-        url,
-        cleanup: None,
-        _dir: dir,
-    }
-}
-
-async fn postgres() -> Target {
-    let admin_url = std::env::var("NEXPOINT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let name = format!("nexpoint_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
-    let mut conn = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    Target {
-        name: "PostgreSQL",
-        url: format!("{base}/{name}"),
-        cleanup: Some((admin_url, name)),
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+mod common;
+use common::{Target, percentile, postgres, sqlite};
 
 async fn latency(
     client: &reqwest::Client,
@@ -301,13 +258,7 @@ async fn run(target: Target, users: usize) {
 
     server.abort();
     store.close().await;
-    if let Some((admin_url, name)) = target.cleanup {
-        let mut conn = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    target.drop_database().await;
 }
 
 fn main() {

@@ -27,53 +27,15 @@ use nexpoint::pki::Pki;
 use nexpoint::store::{
     NewAdmin, NewNode, NewUser, Store, UsageBatch, UserFilter, UserUsageDelta, now,
 };
-use sqlx::Connection;
+
+mod common;
+use common::{Target, percentile, postgres, sqlite};
 
 const NODES: usize = 10;
 /// High enough that no user reaches it: 10 nodes send at most ~11 GB each.
 const DATA_LIMIT: i64 = 1 << 50;
 const READS_IDLE: usize = 300;
 const LIST_PATH: &str = "/api/users?offset=0&limit=50&sort=-used_traffic";
-
-struct Target {
-    name: &'static str,
-    url: String,
-    cleanup: Option<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Target {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    Target {
-        name: "SQLite",
-        url,
-        cleanup: None,
-        _dir: dir,
-    }
-}
-
-async fn postgres() -> Target {
-    let admin_url = std::env::var("NEXPOINT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let name = format!("nexpoint_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
-    let mut conn = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    Target {
-        name: "PostgreSQL",
-        url: format!("{base}/{name}"),
-        cleanup: Some((admin_url, name)),
-        _dir: tempfile::tempdir().unwrap(),
-    }
-}
 
 /// The middle of an even count is the mean of the two middle values.
 fn median(sorted: &[Duration]) -> Duration {
@@ -83,14 +45,6 @@ fn median(sorted: &[Duration]) -> Duration {
     } else {
         percentile(sorted, 0.5)
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// A latency cell: "-" when no request was made.
@@ -480,13 +434,7 @@ async fn run(target: Target, users: usize, with_reader: bool) -> Report {
 
     server.abort();
     store.close().await;
-    if let Some((admin_url, name)) = target.cleanup {
-        let mut conn = sqlx::AnyConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    target.drop_database().await;
 
     Report {
         backend: target.name,

@@ -1,52 +1,14 @@
 //! Time-driven lifecycle changes through stored deadlines, and the usage
 //! history's retention, on SQLite and PostgreSQL alike.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
+use nexpoint::domain::{ResetStrategy, UserStatus};
 use nexpoint::store::{
-    NewNode, NewUser, Store, StoreError, UsageBatch, UsageRetention, UserUsageDelta, now,
+    NewUser, Store, StoreError, UsageBatch, UsageRetention, UserUsageDelta, now,
 };
 mod common;
-
-fn new_user(name: &str) -> NewUser {
-    let mut proxies: Proxies = serde_json::from_str(r#"{"vless": {}}"#).unwrap();
-    proxies.fill_missing_credentials();
-    NewUser {
-        username: name.into(),
-        status: UserStatus::Active,
-        proxies,
-        excluded_inbounds: BTreeMap::new(),
-        data_limit: None,
-        data_limit_reset_strategy: ResetStrategy::NoReset,
-        expire: None,
-        note: None,
-        admin_id: None,
-        on_hold_expire_duration: None,
-        on_hold_timeout: None,
-        auto_delete_in_days: None,
-    }
-}
-
-async fn new_node(store: &Store, name: &str) -> i64 {
-    store
-        .create_node(
-            NewNode {
-                name: name.into(),
-                address: "127.0.0.1".into(),
-                port: 1,
-                api_port: 2,
-                usage_coefficient: 1.0,
-            },
-            &format!("hash-{name}"),
-            i64::MAX,
-            &["VLESS TCP".into()],
-        )
-        .await
-        .unwrap()
-        .id
-}
+use common::{new_node, new_user};
 
 async fn status(store: &Store, name: &str) -> UserStatus {
     store.user_by_username(name).await.unwrap().unwrap().status

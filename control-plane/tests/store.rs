@@ -4,47 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
-use nexpoint::store::{NewNode, NewUser, Store, StoreError, UsageBatch, UserUsageDelta};
+use nexpoint::domain::{ResetStrategy, UserStatus};
+use nexpoint::store::{NewNode, Store, StoreError, UsageBatch, UserUsageDelta};
 mod common;
-
-fn new_user(name: &str) -> NewUser {
-    let mut proxies: Proxies = serde_json::from_str(r#"{"vmess": {}}"#).unwrap();
-    proxies.fill_missing_credentials();
-    NewUser {
-        username: name.into(),
-        status: UserStatus::Active,
-        proxies,
-        excluded_inbounds: BTreeMap::new(),
-        data_limit: None,
-        data_limit_reset_strategy: ResetStrategy::NoReset,
-        expire: None,
-        note: None,
-        admin_id: None,
-        on_hold_expire_duration: None,
-        on_hold_timeout: None,
-        auto_delete_in_days: None,
-    }
-}
-
-async fn new_node(store: &Store, name: &str) -> i64 {
-    store
-        .create_node(
-            NewNode {
-                name: name.into(),
-                address: "127.0.0.1".into(),
-                port: 1,
-                api_port: 2,
-                usage_coefficient: 1.0,
-            },
-            &format!("hash-{name}"),
-            i64::MAX,
-            &["VMess TCP".into()],
-        )
-        .await
-        .unwrap()
-        .id
-}
+use common::{new_node, new_user};
 
 async fn user_writes_bump_the_revision_and_leave_tombstones(store: &Store) {
     let start = store.current_revision().await.unwrap();

@@ -129,7 +129,9 @@ pub async fn wait_first_response_at(
     Ok(started.elapsed())
 }
 
-async fn response_head(socks: SocketAddr, origin: SocketAddr) -> Result<()> {
+/// One request through the SOCKS port `socks` whose response head comes
+/// back `200`: the user is served (not bounded; callers add a timeout).
+pub async fn response_head(socks: SocketAddr, origin: SocketAddr) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = crate::socks::socks5_connect(socks, origin).await?;
     s.write_all(

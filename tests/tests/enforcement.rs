@@ -21,14 +21,13 @@ use anyhow::{Context, ensure};
 use nexpoint_tests::control_plane::{ControlPlane, ControlPlaneOptions};
 use nexpoint_tests::links::Protocol;
 use nexpoint_tests::paths::v2ray_bin;
-use nexpoint_tests::socks::{download, socks5_connect};
+use nexpoint_tests::socks::download;
 use nexpoint_tests::steps::{
-    CONVERGE, PROBE, REFUSED_PROBE_TIMEOUT, TRANSFER_TIMEOUT, client, connected_node, core_traffic,
-    link_to, links_of, wait_billed_exactly, wait_cut_off, wait_reachable,
+    CONVERGE, REFUSED_PROBE_TIMEOUT, TRANSFER_TIMEOUT, client, connected_node, core_traffic,
+    link_to, links_of, response_head, wait_billed_exactly, wait_cut_off, wait_reachable,
 };
 use nexpoint_tests::{TestHttpServer, wait_until};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -362,28 +361,7 @@ async fn push(socks: SocketAddr, target: SocketAddr) -> Push {
 /// connection is closed at once or, when V2Ray drains it, fails at the
 /// [`REFUSED_PROBE_TIMEOUT`]; only its start says when the cut-off came.
 async fn gets_through(socks: SocketAddr, origin: SocketAddr) -> anyhow::Result<()> {
-    let attempt = async {
-        let mut s = socks5_connect(socks, origin).await?;
-        s.write_all(
-            format!("GET /bytes/{PROBE} HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).await?;
-            ensure!(n > 0, "connection closed after {} bytes", head.len());
-            head.extend_from_slice(&buf[..n]);
-        }
-        ensure!(
-            head.starts_with(b"HTTP/1.1 200"),
-            "response {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        Ok(())
-    };
-    tokio::time::timeout(REFUSED_PROBE_TIMEOUT, attempt)
+    tokio::time::timeout(REFUSED_PROBE_TIMEOUT, response_head(socks, origin))
         .await
         .context("no response head in time")?
 }

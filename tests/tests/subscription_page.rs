@@ -78,24 +78,7 @@ fn user() -> User {
 }
 
 fn endpoint(remark: &str, address: &str, port: u16, credentials: Credentials) -> Endpoint {
-    Endpoint {
-        remark: remark.into(),
-        address: address.into(),
-        port,
-        credentials,
-        network: "tcp".into(),
-        header_type: "none".into(),
-        host: String::new(),
-        path: String::new(),
-        security: "none".into(),
-        sni: String::new(),
-        alpn: Vec::new(),
-        fingerprint: String::new(),
-        allow_insecure: false,
-        mux: false,
-        fragment: None,
-        noise: None,
-    }
+    Endpoint::new(remark, address, port, credentials)
 }
 
 /// (remark, share link) as the handler passes them: one per protocol, the

@@ -65,6 +65,34 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Plain TCP without TLS, host header, path or client options: what a
+    /// host with no overrides advertises for a plain inbound.
+    pub fn new(
+        remark: impl Into<String>,
+        address: impl Into<String>,
+        port: u16,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            remark: remark.into(),
+            address: address.into(),
+            port,
+            credentials,
+            network: "tcp".into(),
+            header_type: "none".into(),
+            host: String::new(),
+            path: String::new(),
+            security: "none".into(),
+            sni: String::new(),
+            alpn: Vec::new(),
+            fingerprint: String::new(),
+            allow_insecure: false,
+            mux: false,
+            fragment: None,
+            noise: None,
+        }
+    }
+
     pub fn protocol(&self) -> ProxyProtocol {
         self.credentials.protocol()
     }
@@ -391,25 +419,15 @@ mod tests {
     fn repeated_remarks_are_numbered() {
         let mut endpoints: Vec<Endpoint> = ["a", "a", "b", "a", "a 2"]
             .iter()
-            .map(|r| Endpoint {
-                remark: (*r).into(),
-                address: "x".into(),
-                port: 1,
-                credentials: Credentials::Trojan {
-                    password: "p".into(),
-                },
-                network: "tcp".into(),
-                header_type: "none".into(),
-                host: String::new(),
-                path: String::new(),
-                security: "none".into(),
-                sni: String::new(),
-                alpn: Vec::new(),
-                fingerprint: String::new(),
-                allow_insecure: false,
-                mux: false,
-                fragment: None,
-                noise: None,
+            .map(|r| {
+                Endpoint::new(
+                    *r,
+                    "x",
+                    1,
+                    Credentials::Trojan {
+                        password: "p".into(),
+                    },
+                )
             })
             .collect();
         unique_remarks(&mut endpoints);

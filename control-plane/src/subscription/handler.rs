@@ -254,27 +254,15 @@ fn inactive_endpoints(
         out.push(e);
     }
     if out.is_empty() {
-        out.push(Endpoint {
-            remark: template.replace("{USERNAME}", &user.username),
-            address: "127.0.0.1".into(),
-            port: 1,
-            credentials: Credentials::Shadowsocks {
+        out.push(Endpoint::new(
+            template.replace("{USERNAME}", &user.username),
+            "127.0.0.1",
+            1,
+            Credentials::Shadowsocks {
                 method: "chacha20-ietf-poly1305".into(),
                 password: "inactive".into(),
             },
-            network: "tcp".into(),
-            header_type: "none".into(),
-            host: String::new(),
-            path: String::new(),
-            security: "none".into(),
-            sni: String::new(),
-            alpn: Vec::new(),
-            fingerprint: String::new(),
-            allow_insecure: false,
-            mux: false,
-            fragment: None,
-            noise: None,
-        });
+        ));
     }
     out
 }

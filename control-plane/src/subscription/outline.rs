@@ -74,24 +74,7 @@ mod tests {
     use super::*;
 
     fn ep(remark: &str, credentials: Credentials) -> Endpoint {
-        Endpoint {
-            remark: remark.into(),
-            address: "203.0.113.7".into(),
-            port: 8388,
-            credentials,
-            network: "tcp".into(),
-            header_type: "none".into(),
-            host: String::new(),
-            path: String::new(),
-            security: "none".into(),
-            sni: String::new(),
-            alpn: Vec::new(),
-            fingerprint: String::new(),
-            allow_insecure: false,
-            mux: false,
-            fragment: None,
-            noise: None,
-        }
+        Endpoint::new(remark, "203.0.113.7", 8388, credentials)
     }
 
     fn ss(method: &str, password: &str) -> Credentials {

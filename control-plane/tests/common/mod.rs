@@ -11,7 +11,10 @@ use axum::http::{Request, StatusCode, header};
 use nexpoint::api::{AppState, JwtKeys, hash_password};
 use nexpoint::nodes::NodeManager;
 use nexpoint::pki::Pki;
-use nexpoint::store::{NewAdmin, Store};
+use std::collections::BTreeMap;
+
+use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
+use nexpoint::store::{NewAdmin, NewNode, NewUser, Store};
 use serde_json::Value;
 use sqlx::Connection;
 use tower::ServiceExt;
@@ -226,4 +229,44 @@ pub async fn raw(
         .unwrap();
     let (status, _, body) = app.call(req).await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// An active vmess user with no limits, to create through the store.
+pub fn new_user(name: &str) -> NewUser {
+    let mut proxies: Proxies = serde_json::from_str(r#"{"vmess": {}}"#).unwrap();
+    proxies.fill_missing_credentials();
+    NewUser {
+        username: name.into(),
+        status: UserStatus::Active,
+        proxies,
+        excluded_inbounds: BTreeMap::new(),
+        data_limit: None,
+        data_limit_reset_strategy: ResetStrategy::NoReset,
+        expire: None,
+        note: None,
+        admin_id: None,
+        on_hold_expire_duration: None,
+        on_hold_timeout: None,
+        auto_delete_in_days: None,
+    }
+}
+
+/// A node created through the store (never enrolled); returns its id.
+pub async fn new_node(store: &Store, name: &str) -> i64 {
+    store
+        .create_node(
+            NewNode {
+                name: name.into(),
+                address: "127.0.0.1".into(),
+                port: 1,
+                api_port: 2,
+                usage_coefficient: 1.0,
+            },
+            &format!("hash-{name}"),
+            i64::MAX,
+            &["VMess TCP".into()],
+        )
+        .await
+        .unwrap()
+        .id
 }
