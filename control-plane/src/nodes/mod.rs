@@ -30,7 +30,14 @@ pub(crate) struct NodeContext {
     /// reconcile at once instead of at their next interval.
     pub changed: watch::Receiver<u64>,
     /// Sends on `changed`: a node's usage can change what every node serves.
-    pub notify: Arc<watch::Sender<u64>>,
+    notify: Arc<watch::Sender<u64>>,
+}
+
+impl NodeContext {
+    /// Wakes every node task to reconcile now.
+    pub(crate) fn wake_all(&self) {
+        self.notify.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 struct Running {
@@ -41,7 +48,6 @@ struct Running {
 #[derive(Clone)]
 pub struct NodeManager {
     ctx: NodeContext,
-    changed: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
     tasks: Arc<Mutex<HashMap<i64, Running>>>,
 }
@@ -49,16 +55,14 @@ pub struct NodeManager {
 impl NodeManager {
     pub fn new(store: Store, pki: Arc<Pki>, interval: Duration) -> Self {
         let (tx, rx) = watch::channel(0);
-        let tx = Arc::new(tx);
         Self {
             ctx: NodeContext {
                 store,
                 pki,
                 interval,
                 changed: rx,
-                notify: Arc::clone(&tx),
+                notify: Arc::new(tx),
             },
-            changed: tx,
             shutdown: CancellationToken::new(),
             tasks: Arc::default(),
         }
@@ -101,7 +105,7 @@ impl NodeManager {
 
     /// Wakes every node task to reconcile now.
     pub fn desired_state_changed(&self) {
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.ctx.wake_all();
     }
 
     /// Cancels every task and waits for them, bounded by `deadline`.

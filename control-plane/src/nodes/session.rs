@@ -483,7 +483,7 @@ async fn collect_usage(
                     tracing::info!(node = node_id, users = ?applied.status_changed, "usage changed user status");
                     // Every node drops a user who ran out of quota here, in
                     // its next pass (this one's comes right after).
-                    ctx.notify.send_modify(|n| *n = n.wrapping_add(1));
+                    ctx.wake_all();
                 }
             }
             // Someone else committed these entries first; re-read and go on.
