@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, JwtKeys, hash_password};
 use crate::config::ServeArgs;
 use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
-use crate::jobs::lifecycle_clock;
 use crate::jobs::usage_retention::{self, RetentionPolicy};
+use crate::jobs::{lifecycle_clock, usage_history};
 use crate::nodes::NodeManager;
 use crate::pki::Pki;
 use crate::store::{NewAdmin, Store, StoreError};
@@ -125,6 +125,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(3600),
         jobs.clone(),
     ));
+    let history = tokio::spawn(usage_history::run(
+        store.clone(),
+        Duration::from_secs(30),
+        jobs.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
@@ -153,7 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     jobs.cancel();
-    let _ = tokio::join!(clock, retention);
+    let _ = tokio::join!(clock, retention, history);
     nodes.shutdown(Duration::from_secs(10)).await;
     store.close().await;
     Ok(())

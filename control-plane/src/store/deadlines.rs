@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::Notify;
 
 use super::user_changes::{
-    ACCOUNT_COLUMNS, Cell, StoredAccount, UserWrite, earliest_of, lifecycle_diff, stored_account,
-    write_diffs,
+    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, UserWrite, earliest_of, lifecycle_diff,
+    stored_account, write_diffs,
 };
 use super::{Store, StoreError};
 use crate::domain::{Event, UserStatus};
@@ -62,7 +62,7 @@ impl Store {
     pub async fn settle_due_users(&self, now: i64, limit: i64) -> Result<DuePass, StoreError> {
         let mut write = UserWrite::begin(self).await?;
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.deadline <= $1 \
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE u.deadline <= $1 \
              ORDER BY u.deadline LIMIT $2{}",
             write.lock()
         );

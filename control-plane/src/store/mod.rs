@@ -61,6 +61,8 @@ pub struct Store {
     admin_auth: std::sync::Arc<admins::AdminAuthCache>,
     /// Wakes the lifecycle clock when a write sets an earlier deadline.
     deadlines: std::sync::Arc<deadlines::DeadlineWatch>,
+    /// Wakes the usage history fold when a collection queued history.
+    usage_history: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub fn now() -> i64 {
@@ -129,6 +131,7 @@ impl Store {
             hosts_cache: Default::default(),
             admin_auth: Default::default(),
             deadlines: Default::default(),
+            usage_history: Default::default(),
         })
     }
 
