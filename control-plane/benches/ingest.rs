@@ -308,6 +308,13 @@ async fn run(target: Target, users: usize, with_reader: bool) -> Report {
     // Let the reader get going before the first batch.
     tokio::time::sleep(Duration::from_millis(50)).await;
 
+    // The history fold runs beside ingestion, as in `nexpoint serve`.
+    let fold_job = tokio_util::sync::CancellationToken::new();
+    let folding = tokio::spawn(nexpoint::jobs::usage_history::run(
+        store.clone(),
+        nexpoint::jobs::usage_history::REST,
+        fold_job.clone(),
+    ));
     let mut batch_times = Vec::with_capacity(NODES);
     let mut status_changed = 0;
     let ingest_start = Instant::now();
@@ -328,6 +335,20 @@ async fn run(target: Target, users: usize, with_reader: bool) -> Report {
     let ingest_wall = ingest_start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let during = Latency::of(reader.await.unwrap());
+    fold_job.cancel();
+    folding.await.unwrap();
+    // What the job left queued, folded now: its cost per collection.
+    let fold_start = Instant::now();
+    let folded = store.fold_usage_history().await.unwrap();
+    let fold_took = fold_start.elapsed();
+    store.compact_usage_counters().await.unwrap();
+    eprintln!(
+        "{}: history of {folded} collections folded in {} ({} per collection), counters vacuumed in {}",
+        target.name,
+        ms(fold_took),
+        ms(fold_took / folded.max(1) as u32),
+        ms(fold_start.elapsed() - fold_took)
+    );
 
     let idle_after = idle_reads(&client, &list_url, &token).await;
 

@@ -127,7 +127,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let history = tokio::spawn(usage_history::run(
         store.clone(),
-        Duration::from_secs(30),
+        usage_history::REST,
         jobs.clone(),
     ));
     let state = AppState {

@@ -93,25 +93,37 @@ impl Store {
                 .iter()
                 .map(|(id, (bytes, seen))| [*id, *bytes, *seen]),
         );
-        sqlx::query(&rows.add_to_counters())
-            .bind(&counters)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&rows.add_to_admins())
-            .bind(&counters)
-            .execute(&mut *tx)
-            .await?;
         // Only users whose lifecycle this traffic can change go through the
         // rules (a row re-read each); the rest just count, which is nearly
         // everyone in a large collection.
         let now = now();
-        let bytes_by_user: BTreeMap<i64, i64> = sqlx::query_as(&rows.may_change())
-            .bind(&counters)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        let may_change: Vec<(i64, i64)> = match self.backend {
+            // One statement: the batch is parsed and joined with users once.
+            Backend::Postgres => {
+                sqlx::query_as(&rows.count_all())
+                    .bind(&counters)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            // SQLite has no data-modifying CTEs; its statements are cheap.
+            Backend::Sqlite => {
+                sqlx::query(&rows.add_to_counters())
+                    .bind(&counters)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&rows.add_to_admins())
+                    .bind(&counters)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_as(&rows.may_change())
+                    .bind(&counters)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        let bytes_by_user: BTreeMap<i64, i64> = may_change.into_iter().collect();
         sqlx::query("INSERT INTO usage_pending (node_id, deltas) VALUES ($1, $2)")
             .bind(batch.node_id)
             .bind(json_rows(
@@ -191,9 +203,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// PostgreSQL: vacuums the counters table. Every collection leaves a
+    /// dead row version per user there, and the next collections slow down
+    /// until they are reclaimed; servers run with autovacuum off or slow
+    /// still need that. It blocks neither reads nor writes. SQLite updates
+    /// in place: nothing to do.
+    pub async fn compact_usage_counters(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::raw_sql("VACUUM user_traffic")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Collections folded per transaction: enough to merge, few enough that
 /// SQLite's writers (ingestion, the API) wait well under a second.
 const FOLD_COLLECTIONS: usize = 4;
+
+/// Whether the rules could change user `u` now (`$2`) that has `used`
+/// bytes after this traffic: first traffic of an on-hold user, an active
+/// user at her limit (limited, or her next plan), or a deadline already due
+/// (time-based changes come before the bytes). Any other user's traffic only
+/// counts. Must agree with the domain's traffic rules.
+fn may_change_condition(used: &str) -> String {
+    format!(
+        "(u.status = 'on_hold' \
+         OR (u.status = 'active' AND u.data_limit > 0 AND {used} >= u.data_limit) \
+         OR u.deadline <= $2)"
+    )
+}
 
 /// `[[a, b, ...], ...]`: rows of integers as one JSON text.
 fn json_rows<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> String {
@@ -256,6 +297,23 @@ impl Deltas {
         )
     }
 
+    /// PostgreSQL: [`Self::add_to_counters`], [`Self::add_to_admins`] and
+    /// [`Self::may_change`] as one statement.
+    fn count_all(&self) -> String {
+        format!(
+            "WITH c AS ({} RETURNING user_traffic.user_id AS id, d.bytes AS bytes, \
+             user_traffic.used_traffic AS used_traffic), \
+             j AS MATERIALIZED (SELECT c.id, c.bytes, u.admin_id, {} AS may_change \
+             FROM c JOIN users u ON u.id = c.id), \
+             a AS (UPDATE admins SET users_usage = admins.users_usage + s.bytes \
+             FROM (SELECT admin_id, SUM(bytes) AS bytes FROM j WHERE admin_id IS NOT NULL \
+             GROUP BY admin_id) AS s WHERE admins.id = s.admin_id) \
+             SELECT id, bytes FROM j WHERE may_change",
+            self.add_to_counters(),
+            may_change_condition("c.used_traffic"),
+        )
+    }
+
     /// Adds the same rows to the owning admins' totals. Deleted users'
     /// bytes still count for the node, not for anyone else.
     fn add_to_admins(&self) -> String {
@@ -269,18 +327,13 @@ impl Deltas {
     }
 
     /// (user, bytes) of the rows whose user the rules could change now
-    /// (`$2`): first traffic of an on-hold user, an active user at her
-    /// limit (limited, or her next plan), or a deadline already due
-    /// (time-based changes come before the bytes). Any other user's traffic
-    /// only counts. Must agree with the domain's traffic rules.
+    /// (see [`may_change_condition`]).
     fn may_change(&self) -> String {
         format!(
             "SELECT d.id, d.bytes FROM {} JOIN users u ON u.id = d.id \
-             JOIN user_traffic t ON t.user_id = d.id \
-             WHERE u.status = 'on_hold' \
-             OR (u.status = 'active' AND u.data_limit > 0 AND t.used_traffic >= u.data_limit) \
-             OR u.deadline <= $2",
-            self.rows(&["id", "bytes", "seen"])
+             JOIN user_traffic t ON t.user_id = d.id WHERE {}",
+            self.rows(&["id", "bytes", "seen"]),
+            may_change_condition("t.used_traffic"),
         )
     }
 
