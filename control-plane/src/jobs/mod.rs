@@ -1,4 +1,6 @@
 //! Background work of the control plane that is not tied to one node.
 
 pub mod lifecycle_clock;
+pub mod periodic;
+pub mod scheduler;
 pub mod usage_retention;

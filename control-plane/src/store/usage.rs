@@ -88,13 +88,28 @@ impl Store {
         let now = now();
         let bytes_by_user: BTreeMap<i64, i64> = touched
             .iter()
-            .filter(|t| t.3.may_change(now))
+            .filter(|t| {
+                t.3.may_change(now)
+                    || (t.3.active
+                        && self.reminders.crossed_by(
+                            t.3.used_traffic,
+                            per_user[&t.0].0,
+                            t.3.data_limit,
+                        ))
+            })
             .map(|t| (t.0, per_user[&t.0].0))
             .collect();
-        let (status_changed, earliest_deadline) =
-            super::user_changes::apply_traffic(&mut tx, self.backend, &bytes_by_user, now).await?;
+        let (status_changed, earliest_deadline) = super::user_changes::apply_traffic(
+            &mut tx,
+            self.backend,
+            &self.reminders,
+            &bytes_by_user,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.deadlines.written(earliest_deadline);
+        self.outbox.committed();
         Ok(AppliedUsage { status_changed })
     }
 }
