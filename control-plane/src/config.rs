@@ -95,8 +95,13 @@ pub struct NotifyArgs {
     pub telegram_api_token: Option<String>,
     /// Chat ids that receive every notification (Marzban's
     /// TELEGRAM_ADMIN_ID), comma-separated. Admins with a `telegram_id`
-    /// also receive those about their own users.
-    #[arg(long, env = "NEXPOINT_TELEGRAM_ADMIN_ID", value_delimiter = ',')]
+    /// also receive those about their own users. Group chats are negative.
+    #[arg(
+        long,
+        env = "NEXPOINT_TELEGRAM_ADMIN_ID",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
     pub telegram_admin_id: Vec<i64>,
     /// The Bot API's base URL (a local Bot API server, a mirror).
     #[arg(long, env = "NEXPOINT_TELEGRAM_API_BASE", default_value = "https://api.telegram.org",
