@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use hmac::{Hmac, Mac};
-use nexpoint_tests::control_plane::expect_success;
+use nexpoint_tests::control_plane::{expect_success, login};
 use nexpoint_tests::control_plane_restart::restart_control_plane;
 use nexpoint_tests::paths::nexpoint_bin;
 use nexpoint_tests::postgres::TestDatabase;
@@ -308,7 +308,10 @@ async fn a_sigkill_mid_delivery_loses_nothing_on_postgres() {
 async fn telegram_gets_valid_messages_and_never_a_password() {
     const TOKEN: &str = "123456:test-token";
     const CHAT: i64 = -100_555;
-    let bot = TelegramStandIn::start(TOKEN, &[CHAT]).await.unwrap();
+    const RESELLER_CHAT: i64 = 777;
+    let bot = TelegramStandIn::start(TOKEN, &[CHAT, RESELLER_CHAT])
+        .await
+        .unwrap();
     let cp = ControlPlane::start_with(ControlPlaneOptions {
         extra_args: vec![
             "--telegram-api-token".into(),
@@ -360,6 +363,45 @@ async fn telegram_gets_valid_messages_and_never_a_password() {
     }
     // The harness's own successful login is reported too.
     assert!(messages.iter().any(|m| m.text.contains("Admin login")));
+
+    // An admin with a telegram_id gets what happens to its own users.
+    expect_success(
+        cp.api(Method::POST, "/api/admin").json(&json!({
+            "username": "reseller", "password": "reseller-pw", "is_sudo": false,
+            "telegram_id": RESELLER_CHAT,
+        })),
+        "POST /api/admin",
+    )
+    .await
+    .unwrap();
+    let token = login(&cp.anonymous, &cp.base_url, "reseller", "reseller-pw")
+        .await
+        .unwrap();
+    expect_success(
+        cp.anonymous
+            .post(cp.url("/api/user"))
+            .bearer_auth(token)
+            .json(&json!({"username": "resold", "proxies": {"vmess": {}}})),
+        "POST /api/user as reseller",
+    )
+    .await
+    .unwrap();
+    let own = wait_until(DELIVERY, "the reseller's chat", || async {
+        let own: Vec<_> = bot
+            .messages()
+            .into_iter()
+            .filter(|m| m.chat_id == RESELLER_CHAT)
+            .collect();
+        ensure!(!own.is_empty(), "rejected {:?}", bot.rejections());
+        Ok(own)
+    })
+    .await
+    .unwrap();
+    assert!(own[0].text.contains("User created") && own[0].text.contains("resold"));
+    assert!(
+        own.iter().all(|m| m.text.contains("resold")),
+        "only its own users: {own:?}"
+    );
 }
 
 #[tokio::test]
@@ -369,7 +411,7 @@ async fn a_malformed_webhook_address_is_a_clear_error_naming_the_setting() {
     let mut p = ChildProcess::spawn(
         "nexpoint",
         nexpoint_bin(),
-        &["serve", "--data-dir", &data, "--listen", "127.0.0.1:0"],
+        ["serve", "--data-dir", &data, "--listen", "127.0.0.1:0"],
         &[("NEXPOINT_WEBHOOK_ADDRESS", "hooks.example/no-scheme")],
     )
     .unwrap();

@@ -18,8 +18,11 @@ use crate::store::{Store, StoreError, now};
 
 /// The longest wait for news when this process committed none.
 const POLL: Duration = Duration::from_secs(5);
-/// How often admins' own chats are looked up again.
+/// How often admins' own chats are looked up again, at the latest.
 const ADMIN_REFRESH: Duration = Duration::from_secs(30);
+/// An admin's chat found now also gets this much of the past: it was set
+/// at most [`ADMIN_REFRESH`] ago, and what its users did since is its.
+const ADMIN_LOOKBACK_SECS: i64 = 2 * ADMIN_REFRESH.as_secs() as i64;
 /// After a database error.
 const DB_RETRY: Duration = Duration::from_secs(1);
 
@@ -68,7 +71,9 @@ impl Dispatcher {
             ));
         }
         let mut admin_tasks: BTreeMap<String, CancellationToken> = BTreeMap::new();
+        let mut changes = self.store.outbox_changes();
         loop {
+            changes.borrow_and_update();
             match self.admin_destinations().await {
                 Ok(wanted) => {
                     admin_tasks.retain(|key, token| {
@@ -80,6 +85,12 @@ impl Dispatcher {
                     });
                     for d in wanted {
                         if admin_tasks.contains_key(&d.key) {
+                            continue;
+                        }
+                        let since = now() - ADMIN_LOOKBACK_SECS;
+                        if let Err(e) = self.store.ensure_destination_since(&d.key, since).await {
+                            tracing::warn!(destination = %d.key, error = %e,
+                                "cannot start an admin's notification chat");
                             continue;
                         }
                         let token = cancel.child_token();
@@ -95,9 +106,14 @@ impl Dispatcher {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list admins' notification chats"),
             }
+            // A notification may concern an admin whose chat was just set:
+            // look again on news too (at most once a second).
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(ADMIN_REFRESH) => {}
+                _ = changes.changed() => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
         while tasks.join_next().await.is_some() {}

@@ -326,21 +326,47 @@ impl Store {
     /// The destination's state, created on first sight at the newest
     /// notification: a destination added later does not replay history.
     pub async fn ensure_destination(&self, destination: &str) -> Result<DeliveryState, StoreError> {
+        self.ensure_destination_since(destination, i64::MAX).await
+    }
+
+    /// The destination's state, created on first sight after the last
+    /// notification created before `since` (unix seconds): an admin's chat
+    /// found a little after it was set still gets what happened meanwhile.
+    pub async fn ensure_destination_since(
+        &self,
+        destination: &str,
+        since: i64,
+    ) -> Result<DeliveryState, StoreError> {
+        if let Some(state) = self.delivery_state(destination).await? {
+            return Ok(state);
+        }
         sqlx::query(
             "INSERT INTO notification_cursors (destination, last_id, updated_at) \
-             VALUES ($1, (SELECT value FROM notification_seq WHERE id = 1), $2) \
+             VALUES ($1, CASE WHEN $2 >= $3 THEN (SELECT value FROM notification_seq WHERE id = 1) \
+             ELSE (SELECT COALESCE(MAX(id), 0) FROM notifications WHERE created_at < $2) END, $3) \
              ON CONFLICT (destination) DO NOTHING",
         )
         .bind(destination)
+        .bind(since)
         .bind(now())
         .execute(&self.pool)
         .await?;
+        self.delivery_state(destination)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The destination's state, if it has one.
+    pub async fn delivery_state(
+        &self,
+        destination: &str,
+    ) -> Result<Option<DeliveryState>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT destination, last_id, attempts, next_attempt_at, last_error, \
              last_delivered_at FROM notification_cursors WHERE destination = $1",
         )
         .bind(destination)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?)
     }
 
