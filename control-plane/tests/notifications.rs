@@ -89,6 +89,17 @@ async fn each_destination_has_its_own_cursor(store: &Store) {
     store.create_user(new_user("after2")).await.unwrap();
     let b = store.ensure_destination("webhook:b").await.unwrap();
     assert_eq!(b.last_id, 3);
+    // An admin's chat found late starts before what was created since.
+    let late = store
+        .ensure_destination_since("telegram-admin:1:7", now() - 3_600)
+        .await
+        .unwrap();
+    assert_eq!(late.last_id, 0);
+    let late = store
+        .ensure_destination_since("telegram-admin:1:7", now() + 3_600)
+        .await
+        .unwrap();
+    assert_eq!(late.last_id, 0, "a cursor, once made, stays");
 
     let pending = store.notifications_after(a.last_id, None, 1).await.unwrap();
     assert_eq!(
@@ -128,7 +139,11 @@ async fn each_destination_has_its_own_cursor(store: &Store) {
             .iter()
             .map(|s| (s.destination.as_str(), s.last_id))
             .collect::<Vec<_>>(),
-        vec![("webhook:a", 2), ("webhook:b", 3)]
+        vec![
+            ("telegram-admin:1:7", 0),
+            ("webhook:a", 2),
+            ("webhook:b", 3)
+        ]
     );
 
     // Pruning keeps what a configured destination still needs.
