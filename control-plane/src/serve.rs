@@ -14,7 +14,8 @@ use crate::domain::AutoDeletePolicy;
 use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
 use crate::jobs::periodic::{self, JobSettings};
 use crate::jobs::scheduler::{self, JobRegistry};
-use crate::jobs::{lifecycle_clock, usage_retention::RetentionPolicy};
+use crate::jobs::usage_retention::RetentionPolicy;
+use crate::jobs::{lifecycle_clock, usage_history};
 use crate::nodes::NodeManager;
 use crate::notify::dispatcher::Dispatcher;
 use crate::pki::Pki;
@@ -134,6 +135,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("starting the periodic jobs")?;
     let delivery = tokio::spawn(dispatcher.run(jobs.clone()));
+    let history = tokio::spawn(usage_history::run(
+        store.clone(),
+        Duration::from_secs(30),
+        jobs.clone(),
+    ));
     let state = AppState {
         store: store.clone(),
         jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
@@ -169,7 +175,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "stopping the periodic jobs");
     }
     jobs.cancel();
-    let _ = tokio::join!(clock, delivery);
+    let _ = tokio::join!(clock, delivery, history);
     nodes.shutdown(Duration::from_secs(10)).await;
     store.close().await;
     Ok(())

@@ -102,6 +102,93 @@ async fn usage_is_committed_once_per_sequence(store: &Store) {
 }
 both_backends!(usage_is_committed_once_per_sequence);
 
+fn delta(user_id: i64, bytes: i64, recorded_at: i64) -> UserUsageDelta {
+    UserUsageDelta {
+        user_id,
+        uplink: bytes,
+        downlink: 0,
+        recorded_at,
+    }
+}
+
+fn one_batch(node_id: i64, sequence: i64, deltas: Vec<UserUsageDelta>) -> UsageBatch {
+    UsageBatch {
+        node_id,
+        after_sequence: sequence - 1,
+        last_sequence: sequence,
+        coefficient: 1.0,
+        deltas,
+    }
+}
+
+/// History is queued with each collection and folded later, merged per
+/// user, node and hour; a read folds first, so it always sees every byte.
+/// Users deleted before the fold are skipped, without failing it.
+async fn usage_history_is_folded_before_it_is_read(store: &Store) {
+    let (a, b) = (new_node(store, "a").await, new_node(store, "b").await);
+    let carol = store.create_user(new_user("carol")).await.unwrap();
+    let gone = store.create_user(new_user("gone")).await.unwrap();
+    let hour = 36_000;
+    for (sequence, at) in [(1, hour + 10), (2, hour + 20), (3, hour + 3_600)] {
+        let deltas = vec![delta(carol.id, 100, at), delta(gone.id, 5, at)];
+        store
+            .apply_usage(&one_batch(a, sequence, deltas))
+            .await
+            .unwrap();
+    }
+    let deltas = vec![delta(carol.id, 7, hour)];
+    store.apply_usage(&one_batch(b, 1, deltas)).await.unwrap();
+    store.delete_user("gone", None).await.unwrap();
+
+    let by_node = |start, end| store.user_usage_by_node(carol.id, start, end);
+    let first_hour: Vec<(i64, i64)> = by_node(hour, hour)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| (u.node_id, u.used_traffic))
+        .collect();
+    assert_eq!(first_hour, vec![(a, 200), (b, 7)]);
+    let both_hours: Vec<i64> = by_node(hour, hour + 3_600)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.used_traffic)
+        .collect();
+    assert_eq!(both_hours, vec![300, 7]);
+    assert_eq!(
+        store.fold_usage_history().await.unwrap(),
+        0,
+        "nothing left queued"
+    );
+
+    // Folded rows keep adding up with later collections.
+    let deltas = vec![delta(carol.id, 1, hour + 3_601)];
+    store.apply_usage(&one_batch(a, 4, deltas)).await.unwrap();
+    assert_eq!(store.fold_usage_history().await.unwrap(), 1);
+    assert_eq!(
+        by_node(hour, hour + 3_600).await.unwrap()[0].used_traffic,
+        301
+    );
+}
+both_backends!(usage_history_is_folded_before_it_is_read);
+
+/// Nodes report in any order: the last time a user was seen never goes back.
+async fn online_at_only_moves_forward(store: &Store) {
+    let (a, b) = (new_node(store, "a").await, new_node(store, "b").await);
+    let dave = store.create_user(new_user("dave")).await.unwrap();
+    store
+        .apply_usage(&one_batch(a, 1, vec![delta(dave.id, 1, 9_000)]))
+        .await
+        .unwrap();
+    store
+        .apply_usage(&one_batch(b, 1, vec![delta(dave.id, 1, 8_000)]))
+        .await
+        .unwrap();
+    let dave = store.user_by_username("dave").await.unwrap().unwrap();
+    assert_eq!((dave.online_at, dave.used_traffic), (Some(9_000), 2));
+}
+both_backends!(online_at_only_moves_forward);
+
 async fn enrollment_tokens_work_once(store: &Store) {
     let id = new_node(store, "edge").await;
     let node = store.node_by_enrollment_token("hash-edge").await.unwrap();

@@ -392,8 +392,7 @@ async fn user_counts_stay_exact_through_every_change(db: &RawDb) {
     db.sql("UPDATE users SET admin_id = 1, status = 'expired' WHERE username = 'u7'")
         .await;
     // Columns the counts do not depend on.
-    db.sql("UPDATE users SET used_traffic = 5, online_at = 7, note = 'x'")
-        .await;
+    db.sql("UPDATE users SET edit_at = 7, note = 'x'").await;
     assert_exact(store, &owners, "owner").await;
 
     db.sql("DELETE FROM users WHERE id % 3 = 1").await;
@@ -490,15 +489,19 @@ async fn system_counts_100k_users_right(db: &RawDb) {
     };
     sqlx::query(&format!(
         "INSERT INTO users (username, username_lower, status, proxies, admin_id, created_at, \
-         revision, online_at) \
+         revision) \
          SELECT 'u' || i, 'u' || i, CASE i % 3 WHEN 0 THEN 'active' WHEN 1 THEN 'disabled' \
-         ELSE 'on_hold' END, '{{}}', 1 + i % 2, 0, 0, $2 FROM ({series}) AS s"
+         ELSE 'on_hold' END, '{{}}', 1 + i % 2, 0, 0 FROM ({series}) AS s"
     ))
     .bind(USERS)
-    .bind(now())
     .execute(&db.raw)
     .await
     .unwrap();
+    sqlx::query("UPDATE user_traffic SET online_at = $1")
+        .bind(now())
+        .execute(&db.raw)
+        .await
+        .unwrap();
     if store.backend() == Backend::Postgres {
         db.sql("ANALYZE users").await;
     }

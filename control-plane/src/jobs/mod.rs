@@ -3,4 +3,5 @@
 pub mod lifecycle_clock;
 pub mod periodic;
 pub mod scheduler;
+pub mod usage_history;
 pub mod usage_retention;

@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 use super::outbox::{self, UserNote};
 use super::reminders;
 use super::user_changes::{
-    ACCOUNT_COLUMNS, Cell, StoredAccount, UserWrite, earliest_of, event_notes, lifecycle_diff,
-    stored_account, write_diffs,
+    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, UserWrite, earliest_of, event_notes,
+    lifecycle_diff, stored_account, write_diffs,
 };
 use super::{Store, StoreError};
 use crate::domain::{Event, UserStatus};
@@ -65,7 +65,7 @@ impl Store {
     pub async fn settle_due_users(&self, now: i64, limit: i64) -> Result<DuePass, StoreError> {
         let mut write = UserWrite::begin(self).await?;
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.deadline <= $1 \
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE u.deadline <= $1 \
              ORDER BY u.deadline LIMIT $2{}",
             write.lock()
         );

@@ -68,6 +68,8 @@ pub struct Store {
     /// Wakes the notification dispatcher after a commit that enqueued.
     outbox: std::sync::Arc<outbox::OutboxWatch>,
     reminders: std::sync::Arc<ReminderThresholds>,
+    /// Wakes the usage history fold when a collection queued history.
+    usage_history: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub fn now() -> i64 {
@@ -138,6 +140,7 @@ impl Store {
             deadlines: Default::default(),
             outbox: Default::default(),
             reminders: Default::default(),
+            usage_history: Default::default(),
         })
     }
 

@@ -391,6 +391,7 @@ impl Store {
     /// Traffic per existing node between two unix times (hour rows whose
     /// hour starts within `[start, end]`), every node listed.
     pub async fn nodes_usage(&self, start: i64, end: i64) -> Result<Vec<NodeUsage>, StoreError> {
+        self.fold_usage_history().await?;
         Ok(sqlx::query_as(
             "SELECT n.id, n.name, CAST(COALESCE(SUM(u.used_traffic), 0) AS BIGINT) AS used_traffic \
              FROM nodes n LEFT JOIN node_user_usages u \
@@ -411,6 +412,7 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<NodeUsage>, StoreError> {
+        self.fold_usage_history().await?;
         Ok(sqlx::query_as(
             "SELECT n.id, n.name, CAST(COALESCE(SUM(u.used_traffic), 0) AS BIGINT) AS used_traffic \
              FROM nodes n LEFT JOIN node_user_usages u \

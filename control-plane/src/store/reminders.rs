@@ -60,17 +60,21 @@ impl ReminderThresholds {
             .collect()
     }
 
-    /// Whether the last `bytes` that brought usage to `used` crossed a
-    /// threshold of `data_limit`: a cheap test ingestion runs on every user
-    /// with traffic before it reads the few that need the rules.
-    pub(crate) fn crossed_by(&self, used: i64, bytes: i64, data_limit: Option<i64>) -> bool {
-        let Some(limit) = data_limit.filter(|l| *l > 0) else {
-            return false;
-        };
-        let before = used.saturating_sub(bytes);
-        self.usage_percent
+    /// A SQL condition: the last `bytes` that brought usage to `used`
+    /// crossed a threshold of `limit` (columns or expressions). Ingestion
+    /// uses it to read, besides the users the rules may change, the few
+    /// that owe a reminder. `None` without thresholds.
+    pub(crate) fn crossed_sql(&self, used: &str, bytes: &str, limit: &str) -> Option<String> {
+        let each: Vec<String> = self
+            .usage_percent
             .iter()
-            .any(|t| !reached(before, limit, *t) && reached(used, limit, *t))
+            .map(|t| {
+                format!(
+                    "(({used} - {bytes}) * 100 < {limit} * {t} AND {used} * 100 >= {limit} * {t})"
+                )
+            })
+            .collect();
+        (!each.is_empty()).then(|| each.join(" OR "))
     }
 }
 
@@ -157,8 +161,8 @@ pub(crate) async fn clear_reset(
         };
         let sql = format!(
             "DELETE FROM user_reminders WHERE ((kind = '{USAGE}' AND EXISTS (SELECT 1 FROM users u \
-             WHERE u.id = user_reminders.user_id AND (u.data_limit IS NULL OR u.data_limit <= 0 \
-             OR u.used_traffic * 100 < u.data_limit * user_reminders.threshold))) \
+             JOIN user_traffic t ON t.user_id = u.id WHERE u.id = user_reminders.user_id AND (u.data_limit IS NULL OR u.data_limit <= 0 \
+             OR t.used_traffic * 100 < u.data_limit * user_reminders.threshold))) \
              OR (kind = '{DAYS}' AND EXISTS (SELECT 1 FROM users u \
              WHERE u.id = user_reminders.user_id AND (u.expire IS NULL OR u.expire <= 0 \
              OR u.expire - $1 > user_reminders.threshold * {DAY})))){only}"

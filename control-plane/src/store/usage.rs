@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::{Store, StoreError, now};
+use tokio::sync::Notify;
+
+use super::{Backend, Store, StoreError, now};
 
 /// Usage one node reported for one user in one journal entry.
 #[derive(Debug, Clone)]
@@ -37,6 +40,12 @@ impl Store {
     /// Applies a node's usage and records its new journal sequence in the same
     /// transaction. A batch that does not continue from the stored sequence
     /// (a re-delivery after a crash) changes nothing and is a conflict.
+    ///
+    /// The batch travels to the database as one JSON parameter per
+    /// statement: a handful of statements for any number of users, where
+    /// rows of bound values took hundreds. The per-user, per-node hourly
+    /// history is queued with the batch and folded later
+    /// ([`Store::fold_usage_history`]).
     pub async fn apply_usage(&self, batch: &UsageBatch) -> Result<AppliedUsage, StoreError> {
         let mut tx = self.begin_write().await?;
         let (up, down) = batch
@@ -74,31 +83,44 @@ impl Store {
             e.0 += bytes;
             e.1 = e.1.max(d.recorded_at);
         }
-        let touched = add_user_usage(&mut tx, &per_user).await?;
-        add_admin_usage(&mut tx, &touched).await?;
-        let existing: BTreeMap<i64, i64> = touched.iter().map(|t| (t.0, t.1)).collect();
-        let hours: Vec<((i64, i64), i64)> = per_user_hour
-            .into_iter()
-            .filter(|((user_id, _), _)| existing.contains_key(user_id))
-            .collect();
-        add_hourly_usage(&mut tx, batch.node_id, &hours).await?;
+        if per_user.is_empty() {
+            tx.commit().await?;
+            return Ok(AppliedUsage::default());
+        }
+        let rows = Deltas::new(self.backend);
+        let counters = json_rows(
+            per_user
+                .iter()
+                .map(|(id, (bytes, seen))| [*id, *bytes, *seen]),
+        );
+        sqlx::query(&rows.add_to_counters())
+            .bind(&counters)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&rows.add_to_admins())
+            .bind(&counters)
+            .execute(&mut *tx)
+            .await?;
         // Only users whose lifecycle this traffic can change go through the
         // rules (a row re-read each); the rest just count, which is nearly
         // everyone in a large collection.
         let now = now();
-        let bytes_by_user: BTreeMap<i64, i64> = touched
-            .iter()
-            .filter(|t| {
-                t.3.may_change(now)
-                    || (t.3.active
-                        && self.reminders.crossed_by(
-                            t.3.used_traffic,
-                            per_user[&t.0].0,
-                            t.3.data_limit,
-                        ))
-            })
-            .map(|t| (t.0, per_user[&t.0].0))
+        let bytes_by_user: BTreeMap<i64, i64> = sqlx::query_as(&rows.may_change(&self.reminders))
+            .bind(&counters)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
             .collect();
+        sqlx::query("INSERT INTO usage_pending (node_id, deltas) VALUES ($1, $2)")
+            .bind(batch.node_id)
+            .bind(json_rows(
+                per_user_hour
+                    .iter()
+                    .map(|((user, hour), bytes)| [*user, *hour, *bytes]),
+            ))
+            .execute(&mut *tx)
+            .await?;
         let (status_changed, earliest_deadline) = super::user_changes::apply_traffic(
             &mut tx,
             self.backend,
@@ -109,132 +131,182 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.deadlines.written(earliest_deadline);
+        self.usage_history.notify_one();
         self.outbox.committed();
         Ok(AppliedUsage { status_changed })
     }
-}
 
-/// Rows per multi-row statement: few round trips, well under SQLite's
-/// 32,766-parameter limit.
-const CHUNK: usize = 500;
-
-fn values_list(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// What the usage update tells about a user's lifecycle after it.
-#[derive(Debug, Clone, Copy)]
-struct AfterTraffic {
-    on_hold: bool,
-    active: bool,
-    used_traffic: i64,
-    data_limit: Option<i64>,
-    deadline: Option<i64>,
-}
-
-impl AfterTraffic {
-    /// Whether the rules could change the user now: first traffic of an
-    /// on-hold user, an active user at her limit (limited, or her next
-    /// plan), or a deadline already due (time-based changes come before the
-    /// bytes). Any other user's traffic only counts.
-    fn may_change(&self, now: i64) -> bool {
-        self.on_hold
-            || (self.active
-                && self
-                    .data_limit
-                    .is_some_and(|l| l > 0 && self.used_traffic >= l))
-            || self.deadline.is_some_and(|d| d <= now)
+    /// Wakes when usage history is waiting to be folded.
+    pub fn usage_history_queued(&self) -> Arc<Notify> {
+        self.usage_history.clone()
     }
-}
 
-/// Adds each user's bytes (additively, so concurrent writes compose) and
-/// returns (user id, bytes, owning admin, lifecycle after) for the users
-/// that still exist.
-async fn add_user_usage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    per_user: &BTreeMap<i64, (i64, i64)>,
-) -> Result<Vec<(i64, i64, Option<i64>, AfterTraffic)>, StoreError> {
-    let rows: Vec<(&i64, &(i64, i64))> = per_user.iter().collect();
-    let mut touched = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
-            "WITH v (id, bytes, seen) AS (VALUES {}) \
-             UPDATE users SET used_traffic = users.used_traffic + v.bytes, \
-             lifetime_used_traffic = users.lifetime_used_traffic + v.bytes, online_at = v.seen \
-             FROM v WHERE users.id = v.id RETURNING users.id, users.admin_id, users.status, \
-             users.used_traffic, users.data_limit, users.deadline",
-            values_list(chunk.len(), 3)
-        );
-        type Row = (i64, Option<i64>, String, i64, Option<i64>, Option<i64>);
-        let mut query = sqlx::query_as::<_, Row>(&sql);
-        for (id, (bytes, seen)) in chunk {
-            query = query.bind(**id).bind(*bytes).bind(*seen);
-        }
-        // SQLite's RETURNING sees only the updated table: take bytes from here.
-        for (id, admin, status, used_traffic, data_limit, deadline) in
-            query.fetch_all(&mut **tx).await?
-        {
-            let after = AfterTraffic {
-                on_hold: status == "on_hold",
-                active: status == "active",
-                used_traffic,
-                data_limit,
-                deadline,
-            };
-            touched.push((id, per_user[&id].0, admin, after));
-        }
-    }
-    // Deleted users' bytes still count for the node, not for anyone else.
-    Ok(touched)
-}
-
-async fn add_admin_usage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    touched: &[(i64, i64, Option<i64>, AfterTraffic)],
-) -> Result<(), StoreError> {
-    let mut per_admin: BTreeMap<i64, i64> = BTreeMap::new();
-    for (_, bytes, admin, _) in touched {
-        if let Some(admin) = admin {
-            *per_admin.entry(*admin).or_default() += bytes;
-        }
-    }
-    for (admin, bytes) in per_admin {
-        sqlx::query("UPDATE admins SET users_usage = users_usage + $1 WHERE id = $2")
-            .bind(bytes)
-            .bind(admin)
-            .execute(&mut **tx)
+    /// Folds the queued usage history into the per-user, per-node hourly
+    /// rows: several collections at a time, merged into one upsert per
+    /// (user, node, hour), in transactions of bounded size. Users deleted in
+    /// the meantime are skipped. Returns how many collections it folded.
+    pub async fn fold_usage_history(&self) -> Result<u64, StoreError> {
+        // Most calls (every history read) find nothing to do: a plain read.
+        let queued: Option<i64> = sqlx::query_scalar("SELECT id FROM usage_pending LIMIT 1")
+            .fetch_optional(&self.pool)
             .await?;
+        if queued.is_none() {
+            return Ok(0);
+        }
+        let rows = Deltas::new(self.backend);
+        let mut folded = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            // PostgreSQL: a concurrent fold waits here and then skips what
+            // this one deleted; SQLite's write lock is already held.
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE",
+                Backend::Sqlite => "",
+            };
+            let queued: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+                "SELECT id, node_id, deltas FROM usage_pending ORDER BY id LIMIT {FOLD_COLLECTIONS}{lock}"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            if queued.is_empty() {
+                return Ok(folded);
+            }
+            let mut merged: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
+            for (id, node_id, deltas) in &queued {
+                let deltas: Vec<[i64; 3]> = serde_json::from_str(deltas)
+                    .map_err(|e| StoreError::Corrupt(format!("queued usage history {id}: {e}")))?;
+                for [user, hour, bytes] in deltas {
+                    *merged.entry((user, *node_id, hour)).or_default() += bytes;
+                }
+            }
+            sqlx::query(&rows.add_to_history())
+                .bind(json_rows(merged.iter().map(
+                    |((user, node, hour), bytes)| [*user, *node, *hour, *bytes],
+                )))
+                .execute(&mut *tx)
+                .await?;
+            let ids: Vec<String> = queued.iter().map(|(id, ..)| id.to_string()).collect();
+            sqlx::query(&format!(
+                "DELETE FROM usage_pending WHERE id IN ({})",
+                ids.join(", ")
+            ))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            folded += queued.len() as u64;
+        }
     }
-    Ok(())
 }
 
-async fn add_hourly_usage(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    node_id: i64,
-    hours: &[((i64, i64), i64)],
-) -> Result<(), StoreError> {
-    for chunk in hours.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO node_user_usages (user_id, node_id, hour, used_traffic) VALUES {} \
+/// Collections folded per transaction: enough to merge, few enough that
+/// SQLite's writers (ingestion, the API) wait well under a second.
+const FOLD_COLLECTIONS: usize = 4;
+
+/// `[[a, b, ...], ...]`: rows of integers as one JSON text.
+fn json_rows<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> String {
+    use std::fmt::Write;
+    let mut json = String::from("[");
+    for (i, row) in rows.enumerate() {
+        json.push_str(if i == 0 { "[" } else { ",[" });
+        for (j, cell) in row.iter().enumerate() {
+            if j > 0 {
+                json.push(',');
+            }
+            write!(json, "{cell}").expect("writing to a String");
+        }
+        json.push(']');
+    }
+    json.push(']');
+    json
+}
+
+/// The statements that read a batch passed as one JSON array of integer
+/// rows (`$1`), in each backend's JSON functions.
+struct Deltas {
+    backend: Backend,
+}
+
+impl Deltas {
+    fn new(backend: Backend) -> Self {
+        Self { backend }
+    }
+
+    /// A subquery `d` with the named integer columns of `$1`'s rows.
+    fn rows(&self, columns: &[&str]) -> String {
+        let cells: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match self.backend {
+                Backend::Sqlite => format!("value ->> {i} AS {c}"),
+                Backend::Postgres => format!("CAST(e ->> {i} AS BIGINT) AS {c}"),
+            })
+            .collect();
+        let from = match self.backend {
+            Backend::Sqlite => "json_each($1)",
+            Backend::Postgres => "json_array_elements(CAST($1 AS JSON)) AS e",
+        };
+        format!("(SELECT {} FROM {from}) AS d", cells.join(", "))
+    }
+
+    /// Adds `[user, bytes, seen]` rows to the users' counters (additively,
+    /// so concurrent writes compose); `online_at` only moves forward.
+    fn add_to_counters(&self) -> String {
+        let seen = match self.backend {
+            Backend::Sqlite => "MAX(COALESCE(user_traffic.online_at, d.seen), d.seen)",
+            Backend::Postgres => "GREATEST(user_traffic.online_at, d.seen)",
+        };
+        format!(
+            "UPDATE user_traffic SET used_traffic = user_traffic.used_traffic + d.bytes, \
+             lifetime_used_traffic = user_traffic.lifetime_used_traffic + d.bytes, \
+             online_at = {seen} FROM {} WHERE user_traffic.user_id = d.id",
+            self.rows(&["id", "bytes", "seen"])
+        )
+    }
+
+    /// Adds the same rows to the owning admins' totals. Deleted users'
+    /// bytes still count for the node, not for anyone else.
+    fn add_to_admins(&self) -> String {
+        format!(
+            "UPDATE admins SET users_usage = admins.users_usage + s.bytes \
+             FROM (SELECT u.admin_id AS admin_id, SUM(d.bytes) AS bytes FROM {} \
+             JOIN users u ON u.id = d.id WHERE u.admin_id IS NOT NULL GROUP BY u.admin_id) AS s \
+             WHERE admins.id = s.admin_id",
+            self.rows(&["id", "bytes", "seen"])
+        )
+    }
+
+    /// (user, bytes) of the rows whose user the rules could change now
+    /// (`$2`): first traffic of an on-hold user, an active user at her
+    /// limit (limited, or her next plan), or a deadline already due
+    /// (time-based changes come before the bytes). Any other user's traffic
+    /// only counts. Must agree with the domain's traffic rules. An active
+    /// user whose bytes crossed a usage reminder threshold is read too.
+    fn may_change(&self, reminders: &super::ReminderThresholds) -> String {
+        let crossed = reminders
+            .crossed_sql("t.used_traffic", "d.bytes", "u.data_limit")
+            .map(|c| format!(" OR (u.status = 'active' AND u.data_limit > 0 AND ({c}))"))
+            .unwrap_or_default();
+        format!(
+            "SELECT d.id, d.bytes FROM {} JOIN users u ON u.id = d.id \
+             JOIN user_traffic t ON t.user_id = d.id \
+             WHERE u.status = 'on_hold' \
+             OR (u.status = 'active' AND u.data_limit > 0 AND t.used_traffic >= u.data_limit) \
+             OR u.deadline <= $2{crossed}",
+            self.rows(&["id", "bytes", "seen"])
+        )
+    }
+
+    /// Adds `[user, node, hour, bytes]` rows to the hourly history.
+    fn add_to_history(&self) -> String {
+        format!(
+            "INSERT INTO node_user_usages (user_id, node_id, hour, used_traffic) \
+             SELECT d.user_id, d.node_id, d.hour, d.bytes FROM {} \
+             WHERE EXISTS (SELECT 1 FROM users WHERE users.id = d.user_id) \
              ON CONFLICT (user_id, node_id, hour) \
              DO UPDATE SET used_traffic = node_user_usages.used_traffic + excluded.used_traffic",
-            values_list(chunk.len(), 4)
-        );
-        let mut query = sqlx::query(&sql);
-        for ((user_id, hour), bytes) in chunk {
-            query = query.bind(*user_id).bind(node_id).bind(*hour).bind(*bytes);
-        }
-        query.execute(&mut **tx).await?;
+            self.rows(&["user_id", "node_id", "hour", "bytes"])
+        )
     }
-    Ok(())
 }
 
 /// What a retention pass did to the per-user, per-node usage history.
@@ -258,6 +330,8 @@ impl Store {
         prune_before: Option<i64>,
     ) -> Result<UsageRetention, StoreError> {
         const DAY: i64 = 86_400;
+        // Queued collections may hold hours this pass rolls up or prunes.
+        self.fold_usage_history().await?;
         let hourly_before = hourly_before - hourly_before.rem_euclid(DAY);
         let mut tx = self.begin_write().await?;
         let rows_pruned = match prune_before {

@@ -19,8 +19,9 @@ use crate::domain::{Account, Action, AutoDeletePolicy, Event, ResetStrategy, Use
 /// Locks are taken in an order that cannot deadlock. On SQLite the
 /// transaction holds the write lock from its start (`begin_write`): a read
 /// snapshot could not be upgraded once another writer committed. On
-/// PostgreSQL the user rows are locked first (`FOR UPDATE`) and the revision
-/// row last, the order usage ingestion takes them in.
+/// PostgreSQL a user's counters row (`user_traffic`) is its lock: it is
+/// locked first (`FOR UPDATE OF t`), the users row when it is written, and
+/// the revision row last, the order usage ingestion takes them in.
 pub(crate) struct UserWrite {
     pub(crate) tx: Transaction<'static, Any>,
     backend: Backend,
@@ -36,13 +37,9 @@ impl UserWrite {
         })
     }
 
-    /// Appended to a SELECT from `users u`: locks the rows it reads.
+    /// Appended to a SELECT from [`ACCOUNT_FROM`]: locks the users it reads.
     pub(crate) fn lock(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR UPDATE OF u",
-            // The write lock is already held.
-            Backend::Sqlite => "",
-        }
+        lock_clause(self.backend)
     }
 
     /// The new revision, bumped once per transaction.
@@ -72,6 +69,16 @@ pub(super) fn event_notes(events: &[Event], by: Option<&str>) -> Vec<UserNote> {
         .collect()
 }
 
+/// Locks the users a SELECT from [`ACCOUNT_FROM`] reads, through their
+/// counters rows (see [`UserWrite`]).
+pub(super) fn lock_clause(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE OF t",
+        // The write lock is already held.
+        Backend::Sqlite => "",
+    }
+}
+
 /// Writes every column of `user` a change may touch (not its id, name or
 /// creation time) under `revision`, with its lifecycle `deadline`.
 async fn write_row(
@@ -81,18 +88,25 @@ async fn write_row(
     deadline: Option<i64>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE users SET status = $1, proxies = $2, excluded_inbounds = $3, used_traffic = $4, \
-         lifetime_used_traffic = $5, data_limit = $6, data_limit_reset_strategy = $7, \
-         expire = $8, note = $9, admin_id = $10, on_hold_expire_duration = $11, \
-         on_hold_timeout = $12, auto_delete_in_days = $13, sub_revoked_at = $14, \
-         next_plan = $15, last_status_change = $16, last_usage_reset_at = $17, online_at = $18, \
-         edit_at = $19, revision = $20, deadline = $22 WHERE id = $21",
+        "UPDATE user_traffic SET used_traffic = $1, lifetime_used_traffic = $2, online_at = $3 \
+         WHERE user_id = $4",
+    )
+    .bind(user.used_traffic)
+    .bind(user.lifetime_used_traffic)
+    .bind(user.online_at)
+    .bind(user.id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET status = $1, proxies = $2, excluded_inbounds = $3, data_limit = $4, \
+         data_limit_reset_strategy = $5, expire = $6, note = $7, admin_id = $8, \
+         on_hold_expire_duration = $9, on_hold_timeout = $10, auto_delete_in_days = $11, \
+         sub_revoked_at = $12, next_plan = $13, last_status_change = $14, \
+         last_usage_reset_at = $15, edit_at = $16, revision = $17, deadline = $19 WHERE id = $18",
     )
     .bind(user.status.as_str())
     .bind(json_text(&user.proxies))
     .bind(json_text(&user.excluded_inbounds))
-    .bind(user.used_traffic)
-    .bind(user.lifetime_used_traffic)
     .bind(user.data_limit)
     .bind(user.data_limit_reset_strategy.as_str())
     .bind(user.expire)
@@ -105,7 +119,6 @@ async fn write_row(
     .bind(user.next_plan.as_ref().map(json_text))
     .bind(user.last_status_change)
     .bind(user.last_usage_reset_at)
-    .bind(user.online_at)
     .bind(user.edit_at)
     .bind(revision)
     .bind(user.id)
@@ -186,10 +199,17 @@ fn expired_sql(owner: Owner, lock: &str) -> String {
     )
 }
 
-pub(super) const ACCOUNT_COLUMNS: &str = "u.id, u.status, u.used_traffic, \
-    u.lifetime_used_traffic, u.data_limit, u.expire, u.data_limit_reset_strategy, \
+pub(super) const ACCOUNT_COLUMNS: &str = "u.id, u.status, t.used_traffic, \
+    t.lifetime_used_traffic, u.data_limit, u.expire, u.data_limit_reset_strategy, \
     u.last_usage_reset_at, u.created_at, u.on_hold_expire_duration, u.on_hold_timeout, \
-    u.next_plan, u.online_at, u.auto_delete_in_days, u.last_status_change, u.deadline";
+    u.next_plan, t.online_at, u.auto_delete_in_days, u.last_status_change, u.deadline";
+
+/// The tables [`ACCOUNT_COLUMNS`] come from.
+pub(super) const ACCOUNT_FROM: &str = "users u JOIN user_traffic t ON t.user_id = u.id";
+
+/// The columns usage ingestion keeps in `user_traffic`; the rest are on
+/// `users`.
+const COUNTER_COLUMNS: [&str; 3] = ["used_traffic", "lifetime_used_traffic", "online_at"];
 
 fn decode_err(column: &str, e: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -352,40 +372,61 @@ pub(super) async fn write_diffs(
     revision: Option<i64>,
 ) -> Result<(), StoreError> {
     for (diff, ids) in diffs {
-        let mut sets: Vec<String> = diff
-            .iter()
-            .enumerate()
-            .map(|(i, (column, _))| format!("{column} = ${}", i + 1))
-            .collect();
         let revision = revision.filter(|_| diff.iter().any(|(c, _)| *c == "status"));
-        if revision.is_some() {
-            sets.push(format!("revision = ${}", sets.len() + 1));
+        let (counters, rest): (Vec<_>, Vec<_>) = diff
+            .iter()
+            .partition(|(column, _)| COUNTER_COLUMNS.contains(column));
+        write_cells(tx, "user_traffic", "user_id", &counters, None, &ids).await?;
+        write_cells(tx, "users", "id", &rest, revision, &ids).await?;
+    }
+    Ok(())
+}
+
+/// Sets the same `cells` (and `revision`, if any) on the rows of `table`
+/// whose `key` is one of `ids`.
+async fn write_cells(
+    tx: &mut Transaction<'_, Any>,
+    table: &str,
+    key: &str,
+    cells: &[&(&'static str, Cell)],
+    revision: Option<i64>,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    if cells.is_empty() && revision.is_none() {
+        return Ok(());
+    }
+    let mut sets: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ${}", i + 1))
+        .collect();
+    if revision.is_some() {
+        sets.push(format!("revision = ${}", sets.len() + 1));
+    }
+    let first_id = sets.len() + 1;
+    for chunk in ids.chunks(CHUNK) {
+        let placeholders = (0..chunk.len())
+            .map(|i| format!("${}", first_id + i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {table} SET {} WHERE {key} IN ({placeholders})",
+            sets.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (_, cell) in cells {
+            query = match cell {
+                Cell::Int(v) => query.bind(*v),
+                Cell::Text(v) => query.bind(v.clone()),
+            };
         }
-        let first_id = sets.len() + 1;
-        for chunk in ids.chunks(CHUNK) {
-            let placeholders = (0..chunk.len())
-                .map(|i| format!("${}", first_id + i))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "UPDATE users SET {} WHERE id IN ({placeholders})",
-                sets.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (_, cell) in &diff {
-                query = match cell {
-                    Cell::Int(v) => query.bind(*v),
-                    Cell::Text(v) => query.bind(v.clone()),
-                };
-            }
-            if let Some(revision) = revision {
-                query = query.bind(revision);
-            }
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut **tx).await?;
+        if let Some(revision) = revision {
+            query = query.bind(revision);
         }
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -430,7 +471,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut write = UserWrite::begin(self).await?;
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM users u WHERE 1 = 1{} ORDER BY u.id{}",
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE 1 = 1{} ORDER BY u.id{}",
             owner.condition(1),
             write.lock()
         );
@@ -609,10 +650,7 @@ pub(crate) async fn apply_traffic(
     now: i64,
 ) -> Result<(Vec<i64>, Option<i64>), StoreError> {
     let ids: Vec<i64> = bytes_by_user.keys().copied().collect();
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE OF u",
-        Backend::Sqlite => "",
-    };
+    let lock = lock_clause(backend);
     let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
     let mut status_changed = Vec::new();
     let mut earliest = None;
@@ -622,8 +660,9 @@ pub(crate) async fn apply_traffic(
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql =
-            format!("SELECT {ACCOUNT_COLUMNS} FROM users u WHERE u.id IN ({placeholders}){lock}");
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM {ACCOUNT_FROM} WHERE u.id IN ({placeholders}){lock}"
+        );
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);

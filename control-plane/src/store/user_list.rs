@@ -31,10 +31,19 @@ impl SortKey {
     fn column(self) -> &'static str {
         match self {
             Self::Username => "u.username_lower",
-            Self::UsedTraffic => "u.used_traffic",
+            Self::UsedTraffic => "t.used_traffic",
             Self::DataLimit => "u.data_limit",
             Self::Expire => "u.expire",
             Self::CreatedAt => "u.created_at",
+        }
+    }
+
+    /// The id column of the table the key lives on: the tiebreak that lets
+    /// an index on (key, id) yield the page without sorting.
+    fn id_column(self) -> &'static str {
+        match self {
+            Self::UsedTraffic => "t.user_id",
+            _ => "u.id",
         }
     }
 
@@ -228,8 +237,13 @@ impl Store {
         }
         // The tiebreak follows the last key's direction so that an index on
         // (key, id) yields the page without sorting.
-        let descending = f.sort.last().is_some_and(|s| s.descending);
-        page.push(if descending { "u.id DESC" } else { "u.id ASC" });
+        let last = f.sort.last();
+        page.push(last.map_or("u.id", |s| s.key.id_column()));
+        page.push(if last.is_some_and(|s| s.descending) {
+            " DESC"
+        } else {
+            " ASC"
+        });
         if let Some(limit) = f.limit {
             page.push(" LIMIT ");
             page.int(limit);

@@ -40,6 +40,7 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<NodeTraffic>, StoreError> {
+        self.fold_usage_history().await?;
         let mut sql = String::from(
             "SELECT x.node_id, CAST(SUM(x.used_traffic) AS BIGINT) AS used_traffic \
              FROM node_user_usages x WHERE x.hour >= $1 AND x.hour <= $2",

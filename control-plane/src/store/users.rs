@@ -163,12 +163,12 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for User {
 }
 
 pub(crate) const SELECT: &str = "SELECT u.id, u.username, u.status, u.proxies, u.excluded_inbounds, \
-    u.used_traffic, u.lifetime_used_traffic, u.data_limit, u.data_limit_reset_strategy, u.expire, \
+    t.used_traffic, t.lifetime_used_traffic, u.data_limit, u.data_limit_reset_strategy, u.expire, \
     u.note, u.admin_id, a.username AS admin_username, u.on_hold_expire_duration, \
     u.on_hold_timeout, u.auto_delete_in_days, u.sub_revoked_at, u.sub_updated_at, \
-    u.sub_last_user_agent, u.online_at, u.created_at, u.edit_at, u.next_plan, \
+    u.sub_last_user_agent, t.online_at, u.created_at, u.edit_at, u.next_plan, \
     u.last_status_change, u.last_usage_reset_at \
-    FROM users u LEFT JOIN admins a ON a.id = u.admin_id";
+    FROM users u JOIN user_traffic t ON t.user_id = u.id LEFT JOIN admins a ON a.id = u.admin_id";
 
 /// A user to insert as given, status included (imports, fixtures,
 /// benchmarks). The API creates users through the domain: [`UserDraft`].
@@ -288,7 +288,7 @@ impl Store {
             .map_err(StoreError::unique("User already exists"))?,
             Backend::Postgres => {
                 let revision = revision::bump(&mut tx).await?;
-                bind_new_user(sqlx::query_as(&insert_user_sql("$22")), &user, deadline)
+                bind_new_user(sqlx::query_as(&insert_user_sql("$19")), &user, deadline)
                     .bind(revision)
                     .fetch_one(&mut *tx)
                     .await
@@ -308,8 +308,9 @@ impl Store {
             status: a.status,
             proxies: user.proxies,
             excluded_inbounds: user.excluded_inbounds,
-            used_traffic: a.used_traffic,
-            lifetime_used_traffic: a.lifetime_used_traffic,
+            // A new user's counters start at zero (see insert_user_sql).
+            used_traffic: 0,
+            lifetime_used_traffic: 0,
             data_limit: a.data_limit,
             data_limit_reset_strategy: a.data_limit_reset_strategy,
             expire: a.expire,
@@ -322,7 +323,7 @@ impl Store {
             sub_revoked_at: None,
             sub_updated_at: None,
             sub_last_user_agent: None,
-            online_at: a.online_at,
+            online_at: None,
             created_at: a.created_at,
             edit_at: None,
             next_plan: a.next_plan,
@@ -476,16 +477,16 @@ impl Store {
     }
 }
 
-/// The INSERT of a new user, with `revision` as the revision's SQL.
+/// The INSERT of a new user, with `revision` as the revision's SQL. Its
+/// counters start at zero: the `user_traffic_insert` trigger adds their row.
 fn insert_user_sql(revision: &str) -> String {
     format!(
         "INSERT INTO users (username, username_lower, status, proxies, excluded_inbounds, \
-         used_traffic, lifetime_used_traffic, data_limit, data_limit_reset_strategy, expire, \
-         note, admin_id, on_hold_expire_duration, on_hold_timeout, auto_delete_in_days, \
-         next_plan, last_status_change, last_usage_reset_at, online_at, created_at, deadline, \
-         revision) \
+         data_limit, data_limit_reset_strategy, expire, note, admin_id, on_hold_expire_duration, \
+         on_hold_timeout, auto_delete_in_days, next_plan, last_status_change, \
+         last_usage_reset_at, created_at, deadline, revision) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, {revision}) \
+         $18, {revision}) \
          RETURNING id, (SELECT username FROM admins WHERE admins.id = users.admin_id)"
     )
 }
@@ -493,7 +494,7 @@ fn insert_user_sql(revision: &str) -> String {
 type NewUserQuery<'q> =
     sqlx::query::QueryAs<'q, Any, (i64, Option<String>), sqlx::any::AnyArguments<'q>>;
 
-/// Binds $1..$21 of [`insert_user_sql`].
+/// Binds $1..$18 of [`insert_user_sql`].
 fn bind_new_user<'q>(
     query: NewUserQuery<'q>,
     user: &'q UserDraft,
@@ -506,8 +507,6 @@ fn bind_new_user<'q>(
         .bind(a.status.as_str())
         .bind(json_text(&user.proxies))
         .bind(json_text(&user.excluded_inbounds))
-        .bind(a.used_traffic)
-        .bind(a.lifetime_used_traffic)
         .bind(a.data_limit)
         .bind(a.data_limit_reset_strategy.as_str())
         .bind(a.expire)
@@ -519,7 +518,6 @@ fn bind_new_user<'q>(
         .bind(a.next_plan.as_ref().map(json_text))
         .bind(a.last_status_change)
         .bind(a.last_usage_reset_at)
-        .bind(a.online_at)
         .bind(a.created_at)
         .bind(deadline)
 }
