@@ -128,6 +128,7 @@ async fn run(target: Target, users: usize) {
         subscription_url_prefix: "".into(),
         enrollment_expire_minutes: 60,
         subscription: Default::default(),
+        jobs: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

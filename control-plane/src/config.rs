@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use reqwest::Url;
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -68,6 +69,144 @@ pub struct ServeArgs {
     pub enrollment_expire_minutes: i64,
     #[command(flatten)]
     pub subscription: SubscriptionArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+/// Where notifications go (Marzban's WEBHOOK_*, TELEGRAM_*, DISCORD_* and
+/// NOTIFY_* settings, under `NEXPOINT_`).
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// Webhook addresses (Marzban's WEBHOOK_ADDRESS), comma-separated: each
+    /// receives every user event as a JSON array, in order, retried until
+    /// it answers 2xx.
+    #[arg(long, env = "NEXPOINT_WEBHOOK_ADDRESS", value_delimiter = ',',
+        value_parser = crate::notify::parse_http_url)]
+    pub webhook_address: Vec<Url>,
+    /// Sent as `x-webhook-secret` (Marzban's WEBHOOK_SECRET) and the key of
+    /// the `x-nexpoint-signature` HMAC.
+    #[arg(long, env = "NEXPOINT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Telegram bot token (Marzban's TELEGRAM_API_TOKEN); without it nothing
+    /// goes to Telegram.
+    #[arg(long, env = "NEXPOINT_TELEGRAM_API_TOKEN", hide_env_values = true)]
+    pub telegram_api_token: Option<String>,
+    /// Chat ids that receive every notification (Marzban's
+    /// TELEGRAM_ADMIN_ID), comma-separated. Admins with a `telegram_id`
+    /// also receive those about their own users. Group chats are negative.
+    #[arg(
+        long,
+        env = "NEXPOINT_TELEGRAM_ADMIN_ID",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub telegram_admin_id: Vec<i64>,
+    /// The Bot API's base URL (a local Bot API server, a mirror).
+    #[arg(long, env = "NEXPOINT_TELEGRAM_API_BASE", default_value = "https://api.telegram.org",
+        value_parser = crate::notify::parse_http_url)]
+    pub telegram_api_base: Url,
+    /// An HTTP(S) proxy for the Bot API only (Marzban's TELEGRAM_PROXY_URL).
+    #[arg(long, env = "NEXPOINT_TELEGRAM_PROXY_URL", value_parser = crate::notify::parse_http_url)]
+    pub telegram_proxy_url: Option<Url>,
+    /// A Discord webhook that receives every notification (Marzban's
+    /// DISCORD_WEBHOOK_URL). Admins' own `discord_webhook`s receive those
+    /// about their users.
+    #[arg(long, env = "NEXPOINT_DISCORD_WEBHOOK_URL", value_parser = crate::notify::parse_http_url)]
+    pub discord_webhook_url: Option<Url>,
+    /// Usage percents a user is reminded at, comma-separated (Marzban's
+    /// NOTIFY_REACHED_USAGE_PERCENT).
+    #[arg(long, env = "NEXPOINT_NOTIFY_REACHED_USAGE_PERCENT", value_delimiter = ',',
+        default_value = "80", value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub notify_reached_usage_percent: Vec<i64>,
+    /// Days before expiry a user is reminded at, comma-separated (Marzban's
+    /// NOTIFY_DAYS_LEFT).
+    #[arg(long, env = "NEXPOINT_NOTIFY_DAYS_LEFT", value_delimiter = ',', default_value = "3",
+        value_parser = clap::value_parser!(i64).range(1..))]
+    pub notify_days_left: Vec<i64>,
+    /// The longest wait between two delivery attempts to a failing
+    /// destination (seconds); waits double from one second up to it.
+    #[arg(long, env = "NEXPOINT_NOTIFY_RETRY_MAX_SECONDS", default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_retry_max_seconds: u64,
+    /// How long one delivery request may take (seconds).
+    #[arg(long, env = "NEXPOINT_NOTIFY_TIMEOUT_SECONDS", default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_timeout_seconds: u64,
+}
+
+impl NotifyArgs {
+    pub fn settings(&self) -> crate::notify::NotifySettings {
+        use std::time::Duration;
+
+        use crate::notify::{NotifySettings, backoff::Backoff, telegram::TelegramSettings};
+        NotifySettings {
+            webhooks: self.webhook_address.clone(),
+            webhook_secret: self.webhook_secret.clone().filter(|s| !s.is_empty()),
+            telegram: self
+                .telegram_api_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .map(|token| TelegramSettings {
+                    api_base: self.telegram_api_base.clone(),
+                    token,
+                    chats: self.telegram_admin_id.clone(),
+                    proxy: self.telegram_proxy_url.clone(),
+                }),
+            discord_webhook: self.discord_webhook_url.clone(),
+            backoff: Backoff {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(self.notify_retry_max_seconds),
+            },
+            timeout: Duration::from_secs(self.notify_timeout_seconds),
+        }
+    }
+
+    pub fn reminder_thresholds(&self) -> crate::store::ReminderThresholds {
+        crate::store::ReminderThresholds::new(
+            self.notify_reached_usage_percent.clone(),
+            self.notify_days_left.clone(),
+        )
+    }
+}
+
+/// The periodic jobs: what they keep and how often they run.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Days a user stays expired before it is deleted, unless it has its own
+    /// `auto_delete_in_days` (Marzban's USERS_AUTODELETE_DAYS); negative: never.
+    #[arg(long, env = "NEXPOINT_USERS_AUTODELETE_DAYS", default_value_t = -1,
+        allow_negative_numbers = true)]
+    pub users_autodelete_days: i64,
+    /// Whether limited users are auto-deleted too (Marzban's
+    /// USER_AUTODELETE_INCLUDE_LIMITED_ACCOUNTS).
+    #[arg(long, env = "NEXPOINT_USER_AUTODELETE_INCLUDE_LIMITED_ACCOUNTS",
+        default_value_t = false, action = clap::ArgAction::Set)]
+    pub user_autodelete_include_limited_accounts: bool,
+    /// Seconds between auto-delete passes.
+    #[arg(long, env = "NEXPOINT_JOB_AUTO_DELETE_INTERVAL_SECONDS", default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_auto_delete_interval_seconds: u64,
+    /// Seconds between days-left reminder passes.
+    #[arg(long, env = "NEXPOINT_JOB_REMINDERS_INTERVAL_SECONDS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_reminders_interval_seconds: u64,
+    /// Seconds between usage history roll-ups.
+    #[arg(long, env = "NEXPOINT_JOB_USAGE_RETENTION_INTERVAL_SECONDS", default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_usage_retention_interval_seconds: u64,
+    /// Seconds between prunings of delivered notifications.
+    #[arg(long, env = "NEXPOINT_JOB_NOTIFICATION_PRUNE_INTERVAL_SECONDS", default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_notification_prune_interval_seconds: u64,
+    /// Delivered notifications are kept this many days.
+    #[arg(
+        long,
+        env = "NEXPOINT_NOTIFICATION_RETENTION_DAYS",
+        default_value_t = 7
+    )]
+    pub notification_retention_days: u32,
 }
 
 /// How subscriptions are served (Marzban's SUB_* settings).

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod host_stats;
 pub mod jobs;
 pub mod nodes;
+pub mod notify;
 pub mod pki;
 pub mod serve;
 pub mod store;

@@ -10,10 +10,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, JwtKeys, hash_password};
 use crate::config::ServeArgs;
+use crate::domain::AutoDeletePolicy;
 use crate::domain::inbounds::DEFAULT_CORE_CONFIG;
-use crate::jobs::usage_retention::{self, RetentionPolicy};
+use crate::jobs::periodic::{self, JobSettings};
+use crate::jobs::scheduler::{self, JobRegistry};
+use crate::jobs::usage_retention::RetentionPolicy;
 use crate::jobs::{lifecycle_clock, usage_history};
 use crate::nodes::NodeManager;
+use crate::notify::dispatcher::Dispatcher;
 use crate::pki::Pki;
 use crate::store::{NewAdmin, Store, StoreError};
 
@@ -82,7 +86,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let store = Store::connect(&args.database.url())
         .await
-        .context("opening the database")?;
+        .context("opening the database")?
+        .with_reminder_thresholds(args.notify.reminder_thresholds());
     let pki = Arc::new(Pki::load_or_create(data_dir).context("loading the CA")?);
     load_core_config(&store, &args).await?;
     ensure_env_sudo_admin(&store).await?;
@@ -116,15 +121,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         nodes.clone(),
         jobs.clone(),
     ));
-    let retention = tokio::spawn(usage_retention::run(
-        store.clone(),
-        RetentionPolicy {
-            hourly_days: args.usage_hourly_days,
-            retention_days: args.usage_retention_days,
-        },
-        Duration::from_secs(3600),
-        jobs.clone(),
-    ));
+    // Cursors exist before the API serves: every notification from here on
+    // reaches every configured destination.
+    let dispatcher = Dispatcher::prepare(store.clone(), args.notify.settings())
+        .await
+        .context("notification destinations")?;
+    let job_settings = job_settings(&args);
+    let registry = JobRegistry::default();
+    let mut periodic = scheduler::start(
+        &registry,
+        periodic::jobs(&store, &nodes, &job_settings, dispatcher.configured_keys()),
+    )
+    .await
+    .context("starting the periodic jobs")?;
+    let delivery = tokio::spawn(dispatcher.run(jobs.clone()));
     let history = tokio::spawn(usage_history::run(
         store.clone(),
         usage_history::REST,
@@ -145,21 +155,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.trim_end_matches('/').into(),
         enrollment_expire_minutes: args.enrollment_expire_minutes,
         subscription: Arc::new(subscription),
+        jobs: registry,
     };
     let app = api::router(state);
 
     // Tests and supervisors wait for this line rather than for time to pass.
     println!("listening on http://{local}");
     tracing::info!(%local, backend = ?store.backend(), "control plane serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
 
     tracing::info!("shutting down");
+    if let Err(e) = periodic.shutdown().await {
+        tracing::warn!(error = %e, "stopping the periodic jobs");
+    }
     jobs.cancel();
-    let _ = tokio::join!(clock, retention, history);
+    let _ = tokio::join!(clock, delivery, history);
     nodes.shutdown(Duration::from_secs(10)).await;
     store.close().await;
     Ok(())
+}
+
+fn job_settings(args: &ServeArgs) -> JobSettings {
+    let j = &args.jobs;
+    JobSettings {
+        retention: RetentionPolicy {
+            hourly_days: args.usage_hourly_days,
+            retention_days: args.usage_retention_days,
+        },
+        retention_every: Duration::from_secs(j.job_usage_retention_interval_seconds),
+        auto_delete: AutoDeletePolicy {
+            days: j.users_autodelete_days,
+            include_limited: j.user_autodelete_include_limited_accounts,
+        },
+        auto_delete_every: Duration::from_secs(j.job_auto_delete_interval_seconds),
+        reminders_every: Duration::from_secs(j.job_reminders_interval_seconds),
+        outbox_retention_days: j.notification_retention_days,
+        outbox_prune_every: Duration::from_secs(j.job_notification_prune_interval_seconds),
+    }
 }

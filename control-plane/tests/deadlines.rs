@@ -56,9 +56,9 @@ async fn an_edit_moves_the_deadline(store: &Store) {
     u.expire = Some(t + 100);
     store.create_user(u).await.unwrap();
     store
-        .update_user("edited", |u| {
+        .update_user("edited", None, |u| {
             u.expire = Some(t + 50);
-            Ok::<(), StoreError>(())
+            Ok::<_, StoreError>(Vec::new())
         })
         .await
         .unwrap();
@@ -68,12 +68,12 @@ async fn an_edit_moves_the_deadline(store: &Store) {
     assert_eq!(status(store, "edited").await, UserStatus::Expired);
     // Extended again by an admin: active, with the new deadline.
     store
-        .update_user("edited", |u| {
+        .update_user("edited", None, |u| {
             let mut account = u.account();
             account.expire = Some(t + 500);
             account.evaluate_at(t + 50);
             u.set_account(account);
-            Ok::<(), StoreError>(())
+            Ok::<_, StoreError>(Vec::new())
         })
         .await
         .unwrap();

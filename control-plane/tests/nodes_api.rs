@@ -105,7 +105,7 @@ async fn modify_changes_only_what_is_given(app: &App) {
     assert_eq!(without_message(body), get_node(app, &root, id).await);
 
     let (status, body) = app.json("PUT", &path, Some(&root), Some(json!({}))).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "Edge-2");
 
     // Disabled: kept disabled by node tasks and by edits without a status.

@@ -21,12 +21,12 @@ async fn user_writes_bump_the_revision_and_leave_tombstones(store: &Store) {
     assert_eq!(changes.changed[0].username, "alice");
     let after_create = changes.revision;
 
-    store.delete_user("Alice").await.unwrap();
+    store.delete_user("Alice", None).await.unwrap();
     let changes = store.user_changes_since(after_create).await.unwrap();
     assert!(changes.changed.is_empty());
     assert_eq!(changes.deleted_emails, vec![alice.email()]);
     assert!(matches!(
-        store.delete_user("alice").await,
+        store.delete_user("alice", None).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -138,7 +138,7 @@ async fn usage_history_is_folded_before_it_is_read(store: &Store) {
     }
     let deltas = vec![delta(carol.id, 7, hour)];
     store.apply_usage(&one_batch(b, 1, deltas)).await.unwrap();
-    store.delete_user("gone").await.unwrap();
+    store.delete_user("gone", None).await.unwrap();
 
     let by_node = |start, end| store.user_usage_by_node(carol.id, start, end);
     let first_hour: Vec<(i64, i64)> = by_node(hour, hour)
@@ -260,7 +260,7 @@ async fn traffic_follows_the_lifecycle_rules(store: &Store) {
     planned.data_limit = Some(1_000);
     let planned = store.create_user(planned).await.unwrap();
     store
-        .update_user("planned", |u| {
+        .update_user("planned", None, |u| {
             u.next_plan = Some(
                 serde_json::from_value(serde_json::json!({
                     "data_limit": 5_000, "expire": 0,
@@ -268,7 +268,7 @@ async fn traffic_follows_the_lifecycle_rules(store: &Store) {
                 }))
                 .unwrap(),
             );
-            Ok::<(), StoreError>(())
+            Ok::<_, StoreError>(Vec::new())
         })
         .await
         .unwrap();

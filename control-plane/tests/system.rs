@@ -441,13 +441,13 @@ async fn user_counts_stay_exact_through_every_change(db: &RawDb) {
         nexpoint::domain::UserStatus::Limited
     );
     assert_eq!(counts.total, 41);
-    store.disable_admin_users(a).await.unwrap();
+    store.disable_admin_users(a, None).await.unwrap();
     assert_exact(store, &owners, "bulk disable").await;
-    store.activate_admin_users(a).await.unwrap();
+    store.activate_admin_users(a, None).await.unwrap();
     assert_exact(store, &owners, "bulk activate").await;
-    store.delete_user("made").await.unwrap();
+    store.delete_user("made", None).await.unwrap();
     assert!(matches!(
-        store.delete_user("made").await,
+        store.delete_user("made", None).await,
         Err(StoreError::NotFound)
     ));
     let counts = assert_exact(store, &owners, "deleted").await;
@@ -518,6 +518,7 @@ async fn system_counts_100k_users_right(db: &RawDb) {
         subscription_url_prefix: "".into(),
         enrollment_expire_minutes: 60,
         subscription: Default::default(),
+        jobs: Default::default(),
     };
     let app = App {
         router: nexpoint::api::router(state),

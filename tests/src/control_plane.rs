@@ -95,6 +95,9 @@ pub struct ControlPlaneOptions {
     pub node_sync_interval_ms: Option<u64>,
     /// Changes the generated core config template before the control plane reads it.
     pub edit_core_config: Option<fn(&mut Value)>,
+    /// More `serve` flags (notification destinations, job intervals), kept
+    /// across restarts.
+    pub extra_args: Vec<String>,
 }
 
 /// A node as created by `POST /api/node`, with what enrollment needs.
@@ -120,6 +123,8 @@ pub struct ControlPlane {
     pub anonymous: reqwest::Client,
     pub core: CoreTemplate,
     pub dir: TempDir,
+    /// What it was started with, for restarts.
+    pub options: ControlPlaneOptions,
 }
 
 fn client_builder() -> reqwest::ClientBuilder {
@@ -161,6 +166,7 @@ impl ControlPlane {
             args.push("--database-url".into());
             args.push(url.clone());
         }
+        args.extend(opts.extra_args.iter().cloned());
         let mut process = ChildProcess::spawn(
             "nexpoint",
             nexpoint_bin(),
@@ -204,6 +210,7 @@ impl ControlPlane {
             anonymous,
             core,
             dir,
+            options: opts,
         })
     }
 

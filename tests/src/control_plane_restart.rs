@@ -9,8 +9,8 @@ use crate::control_plane::{ADMIN_USERNAME, ControlPlane, STARTUP_TIMEOUT, login}
 use crate::paths::nexpoint_bin;
 use crate::process::{ChildProcess, Stream};
 
-/// Runs `nexpoint serve` again on `cp`'s data dir and core config (SQLite,
-/// `--node-sync-interval-ms node_sync_interval_ms`), stopping it first if it
+/// Runs `nexpoint serve` again on `cp`'s data dir, database, core config and
+/// extra flags (`--node-sync-interval-ms node_sync_interval_ms`), stopping it first if it
 /// still runs. Its HTTP port is a new one: `cp.base_url`, its token and its
 /// clients are replaced.
 pub async fn restart_control_plane(
@@ -20,7 +20,7 @@ pub async fn restart_control_plane(
     if cp.process.try_status().is_none() {
         cp.stop().await?;
     }
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "serve".into(),
         "--data-dir".into(),
         cp.data_dir().display().to_string(),
@@ -31,6 +31,11 @@ pub async fn restart_control_plane(
         "--node-sync-interval-ms".into(),
         node_sync_interval_ms.to_string(),
     ];
+    if let Some(url) = &cp.options.database_url {
+        args.push("--database-url".into());
+        args.push(url.clone());
+    }
+    args.extend(cp.options.extra_args.iter().cloned());
     let mut process = ChildProcess::spawn(
         "nexpoint (restarted)",
         nexpoint_bin(),

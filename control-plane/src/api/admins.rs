@@ -1,7 +1,9 @@
 //! Admins: login, the current admin, and (sudo only) managing other admins,
 //! their users in bulk and their usage counters.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -10,7 +12,7 @@ use super::extract::{Form, Json, Path, Query};
 use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::validate;
-use crate::store::{Admin, AdminContact, AdminUpdate, NewAdmin, StoreError};
+use crate::store::{Admin, AdminContact, AdminUpdate, NewAdmin, Notice, StoreError, now};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
@@ -28,13 +30,22 @@ pub struct Token {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Token), (status = 401, body = Detail)))]
 /// OAuth2 password flow, as Marzban clients send it.
+/// Both outcomes are notified with the username and the source address,
+/// never the password tried.
 pub async fn token(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     Form(form): Form<TokenForm>,
 ) -> Result<Json<Token>, ApiError> {
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
     let admin = state.store.admin_by_username(&form.username).await?;
-    let Some(admin) = admin.filter(|a| verify_password(&form.password, &a.hashed_password)) else {
-        tracing::warn!(username = %form.username, "failed admin login");
+    let admin = admin.filter(|a| verify_password(&form.password, &a.hashed_password));
+    let notice = Notice::login(admin.is_some(), &form.username, &address, now());
+    state.store.enqueue_notices(&[notice]).await?;
+    let Some(admin) = admin else {
+        tracing::warn!(username = %form.username, %address, "failed admin login");
         return Err(ApiError::Unauthorized(
             "Incorrect username or password".into(),
         ));
@@ -313,7 +324,10 @@ pub async fn disable_users(
     Path(username): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let target = load(&state, &username).await?;
-    let changed = state.store.disable_admin_users(target.id).await?;
+    let changed = state
+        .store
+        .disable_admin_users(target.id, Some(&by.0.username))
+        .await?;
     if changed > 0 {
         state.nodes.desired_state_changed();
     }
@@ -333,7 +347,10 @@ pub async fn activate_users(
     Path(username): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let target = load(&state, &username).await?;
-    let changed = state.store.activate_admin_users(target.id).await?;
+    let changed = state
+        .store
+        .activate_admin_users(target.id, Some(&by.0.username))
+        .await?;
     if changed > 0 {
         state.nodes.desired_state_changed();
     }

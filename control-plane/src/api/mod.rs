@@ -10,6 +10,7 @@ mod error;
 pub(crate) mod extract;
 mod home;
 mod hosts;
+mod jobs;
 mod logs;
 mod node_core;
 mod nodes;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub enrollment_expire_minutes: i64,
     /// Formats, headers and pages of subscriptions.
     pub subscription: Arc<crate::subscription::SubscriptionSettings>,
+    /// How the periodic jobs last ran.
+    pub jobs: crate::jobs::scheduler::JobRegistry,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -92,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(node_core::rotate_certificate))
         .routes(routes!(system::stats))
+        .routes(routes!(jobs::list))
         .routes(routes!(system::inbounds))
         .routes(routes!(hosts::list, hosts::replace))
         .routes(routes!(core::stats))

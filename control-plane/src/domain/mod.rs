@@ -2,6 +2,7 @@
 
 pub mod inbounds;
 pub mod lifecycle;
+pub mod notification;
 pub mod proxies;
 pub mod user;
 pub mod validate;
@@ -11,6 +12,7 @@ pub use lifecycle::{
     Account, Activation, AutoDeletePolicy, Event, FieldError, Modification, NewAccount, NextPlan,
     NoNextPlan,
 };
+pub use notification::Action;
 pub use proxies::{Proxies, ProxyProtocol};
 pub use user::{ResetStrategy, UserStatus};
 

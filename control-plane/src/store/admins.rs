@@ -93,6 +93,26 @@ impl Store {
             .await
     }
 
+    /// Admins with a Telegram chat or a Discord webhook of their own, by id.
+    pub async fn admin_contacts(&self) -> Result<Vec<(i64, AdminContact)>, StoreError> {
+        let rows: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT id, telegram_id, discord_webhook FROM admins \
+             WHERE telegram_id IS NOT NULL OR discord_webhook IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, telegram_id, discord_webhook)| {
+                let contact = AdminContact {
+                    telegram_id,
+                    discord_webhook,
+                };
+                (id, contact)
+            })
+            .collect())
+    }
+
     pub async fn create_admin_with_contact(
         &self,
         admin: NewAdmin<'_>,
@@ -249,11 +269,15 @@ impl Store {
 
     /// Disables every active or on-hold user of the admin. The changed users
     /// carry one new revision, so nodes drop them live. Returns how many changed.
-    pub async fn disable_admin_users(&self, admin_id: i64) -> Result<u64, StoreError> {
+    pub async fn disable_admin_users(
+        &self,
+        admin_id: i64,
+        by: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let now = now();
         let changed = self
-            .update_accounts(super::Owner::Admin(admin_id), |account| {
-                account.disable(now);
+            .update_accounts(super::Owner::Admin(admin_id), by, |account| {
+                account.disable(now)
             })
             .await?;
         Ok(changed as u64)
@@ -262,12 +286,18 @@ impl Store {
     /// Re-enables every disabled user of the admin, in one new revision,
     /// through the domain's rules (a plan that never started goes back on
     /// hold; a user over quota or past expiry comes back limited or expired).
-    pub async fn activate_admin_users(&self, admin_id: i64) -> Result<u64, StoreError> {
+    pub async fn activate_admin_users(
+        &self,
+        admin_id: i64,
+        by: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let now = now();
         let changed = self
-            .update_accounts(super::Owner::Admin(admin_id), |account| {
+            .update_accounts(super::Owner::Admin(admin_id), by, |account| {
                 if account.status == crate::domain::UserStatus::Disabled {
-                    account.enable(now);
+                    account.enable(now)
+                } else {
+                    Vec::new()
                 }
             })
             .await?;

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::Notify;
 
+use super::outbox::{self, UserNote};
+use super::reminders;
 use super::user_changes::{
-    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, UserWrite, earliest_of, lifecycle_diff,
-    stored_account, write_diffs,
+    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, UserWrite, earliest_of, event_notes,
+    lifecycle_diff, stored_account, write_diffs,
 };
 use super::{Store, StoreError};
 use crate::domain::{Event, UserStatus};
@@ -58,7 +60,8 @@ impl Store {
     /// Settles at most `limit` users whose deadline is due at `now` (expiry,
     /// hold timeout, periodic reset, next plan) in one transaction. Users
     /// whose status changed carry one new revision, so nodes drop or add
-    /// exactly them.
+    /// exactly them; what happened is written to the outbox in the same
+    /// transaction.
     pub async fn settle_due_users(&self, now: i64, limit: i64) -> Result<DuePass, StoreError> {
         let mut write = UserWrite::begin(self).await?;
         let sql = format!(
@@ -77,6 +80,7 @@ impl Store {
         };
         let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
         let mut earliest = None;
+        let mut notes: BTreeMap<i64, Vec<UserNote>> = BTreeMap::new();
         for row in &rows {
             let stored: StoredAccount = stored_account(row)?;
             let mut after = stored.account.clone();
@@ -85,6 +89,10 @@ impl Store {
             earliest = earliest_of(earliest, deadline);
             if after.status != stored.account.status {
                 pass.status_changed.push((stored.id, after.status));
+            }
+            let user_notes = event_notes(&events, None);
+            if !user_notes.is_empty() {
+                notes.insert(stored.id, user_notes);
             }
             pass.events
                 .extend(events.into_iter().map(|event| (stored.id, event)));
@@ -98,8 +106,14 @@ impl Store {
             Some(write.revision().await?)
         };
         write_diffs(&mut write.tx, diffs, revision).await?;
+        let changed: Vec<i64> = notes.keys().copied().collect();
+        reminders::clear_reset(&mut write.tx, Some(&changed), now).await?;
+        outbox::enqueue_for_users(&mut write.tx, &notes, now).await?;
         write.commit().await?;
         self.deadlines.written(earliest);
+        if !notes.is_empty() {
+            self.outbox.committed();
+        }
         Ok(pass)
     }
 

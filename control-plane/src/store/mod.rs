@@ -8,6 +8,8 @@ mod error;
 mod hosts;
 mod node_config;
 mod nodes;
+mod outbox;
+mod reminders;
 mod revision;
 mod settings;
 mod system;
@@ -30,6 +32,8 @@ pub use error::StoreError;
 pub use hosts::{Host, NewHost};
 pub use node_config::IssuedNodeCertificate;
 pub use nodes::{NewNode, Node, NodeHealth, NodeUpdate, NodeUsage};
+pub use outbox::{DeliveryState, Notice, Notification, UserNote};
+pub use reminders::ReminderThresholds;
 pub use revision::UserChanges;
 pub use system::{ONLINE_WINDOW_SECS, Traffic, UserCounts};
 pub use templates::{TemplateFields, UserTemplate};
@@ -61,6 +65,9 @@ pub struct Store {
     admin_auth: std::sync::Arc<admins::AdminAuthCache>,
     /// Wakes the lifecycle clock when a write sets an earlier deadline.
     deadlines: std::sync::Arc<deadlines::DeadlineWatch>,
+    /// Wakes the notification dispatcher after a commit that enqueued.
+    outbox: std::sync::Arc<outbox::OutboxWatch>,
+    reminders: std::sync::Arc<ReminderThresholds>,
     /// Wakes the usage history fold when a collection queued history.
     usage_history: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -131,6 +138,8 @@ impl Store {
             hosts_cache: Default::default(),
             admin_auth: Default::default(),
             deadlines: Default::default(),
+            outbox: Default::default(),
+            reminders: Default::default(),
             usage_history: Default::default(),
         })
     }

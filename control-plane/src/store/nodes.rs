@@ -1,7 +1,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::outbox::Notice;
 use super::{Store, StoreError, now};
+use crate::domain::Action;
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -241,9 +243,36 @@ impl Store {
     }
 
     /// Records what a node task saw; a disabled node keeps its status (a task
-    /// stopping as it is disabled must not mark it connected again).
+    /// stopping as it is disabled must not mark it connected again). A change
+    /// of status is notified in the same transaction (see [`health_action`]).
     pub async fn set_node_health(&self, id: i64, health: NodeHealth) -> Result<(), StoreError> {
-        let seen = (health.status == "connected").then(now);
+        // Node tasks are aborted when a node is edited or deleted. Cancelled
+        // between its statements, this transaction would leave SQLite's
+        // write lock held by an idle pooled connection; on its own task it
+        // always finishes.
+        let store = self.clone();
+        tokio::spawn(async move { store.record_node_health(id, health).await })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    async fn record_node_health(&self, id: i64, health: NodeHealth) -> Result<(), StoreError> {
+        let now = now();
+        let seen = (health.status == "connected").then_some(now);
+        let mut tx = self.begin_write().await?;
+        let before: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT name, status FROM nodes WHERE id = $1{}",
+            match self.backend {
+                super::Backend::Postgres => " FOR UPDATE",
+                super::Backend::Sqlite => "",
+            }
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((name, before)) = before.filter(|(_, status)| status != "disabled") else {
+            return Ok(());
+        };
         sqlx::query(
             "UPDATE nodes SET status = $1, message = $2, \
              core_kind = COALESCE($3, core_kind), xray_version = COALESCE($4, xray_version), \
@@ -251,10 +280,10 @@ impl Store {
              last_seen_at = COALESCE($6, last_seen_at), \
              core_restarts = COALESCE($7, core_restarts), \
              core_started_at = COALESCE($8, core_started_at) \
-             WHERE id = $9 AND status <> 'disabled'",
+             WHERE id = $9",
         )
         .bind(health.status)
-        .bind(health.message)
+        .bind(health.message.clone())
         .bind(health.core_kind)
         .bind(health.xray_version)
         .bind(health.agent_version)
@@ -262,9 +291,32 @@ impl Store {
         .bind(health.core_restarts)
         .bind(health.core_started_at)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let action = health_action(&before, health.status);
+        if let Some(action) = action {
+            let notice = Notice::node(action, &name, health.message.as_deref(), now);
+            super::outbox::enqueue(&mut tx, &[notice], now).await?;
+        }
+        tx.commit().await?;
+        if action.is_some() {
+            self.outbox.committed();
+        }
         Ok(())
+    }
+}
+
+/// What a node's change of status from `before` to `after` is reported as:
+/// reaching `connected` is a connection, leaving it for an error a lost
+/// node, and an error before it ever connected (again) an error. Repeated
+/// reports of the same status are not news.
+pub fn health_action(before: &str, after: &str) -> Option<Action> {
+    match (before, after) {
+        (b, a) if b == a => None,
+        (_, "connected") => Some(Action::NodeConnected),
+        ("connected", "error") => Some(Action::NodeLost),
+        (_, "error") => Some(Action::NodeError),
+        _ => None,
     }
 }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::{Backend, Store, StoreError, now};
+use super::{Backend, ReminderThresholds, Store, StoreError, now};
 
 /// Usage one node reported for one user in one journal entry.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl Store {
         let may_change: Vec<(i64, i64)> = match self.backend {
             // One statement: the batch is parsed and joined with users once.
             Backend::Postgres => {
-                sqlx::query_as(&rows.count_all())
+                sqlx::query_as(&rows.count_all(&self.reminders))
                     .bind(&counters)
                     .bind(now)
                     .fetch_all(&mut *tx)
@@ -116,7 +116,7 @@ impl Store {
                     .bind(&counters)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query_as(&rows.may_change())
+                sqlx::query_as(&rows.may_change(&self.reminders))
                     .bind(&counters)
                     .bind(now)
                     .fetch_all(&mut *tx)
@@ -133,11 +133,18 @@ impl Store {
             ))
             .execute(&mut *tx)
             .await?;
-        let (status_changed, earliest_deadline) =
-            super::user_changes::apply_traffic(&mut tx, self.backend, &bytes_by_user, now).await?;
+        let (status_changed, earliest_deadline) = super::user_changes::apply_traffic(
+            &mut tx,
+            self.backend,
+            &self.reminders,
+            &bytes_by_user,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.deadlines.written(earliest_deadline);
         self.usage_history.notify_one();
+        self.outbox.committed();
         Ok(AppliedUsage { status_changed })
     }
 
@@ -224,15 +231,20 @@ impl Store {
 const FOLD_COLLECTIONS: usize = 4;
 
 /// Whether the rules could change user `u` now (`$2`) that has `used`
-/// bytes after this traffic: first traffic of an on-hold user, an active
-/// user at her limit (limited, or her next plan), or a deadline already due
-/// (time-based changes come before the bytes). Any other user's traffic only
-/// counts. Must agree with the domain's traffic rules.
-fn may_change_condition(used: &str) -> String {
+/// bytes after this traffic's `bytes`: first traffic of an on-hold user, an
+/// active user at her limit (limited, or her next plan), or a deadline
+/// already due (time-based changes come before the bytes). Any other user's
+/// traffic only counts. Must agree with the domain's traffic rules. An
+/// active user whose bytes crossed a usage reminder threshold is read too.
+fn may_change_condition(used: &str, bytes: &str, reminders: &ReminderThresholds) -> String {
+    let crossed = reminders
+        .crossed_sql(used, bytes, "u.data_limit")
+        .map(|c| format!(" OR (u.status = 'active' AND u.data_limit > 0 AND ({c}))"))
+        .unwrap_or_default();
     format!(
         "(u.status = 'on_hold' \
          OR (u.status = 'active' AND u.data_limit > 0 AND {used} >= u.data_limit) \
-         OR u.deadline <= $2)"
+         OR u.deadline <= $2{crossed})"
     )
 }
 
@@ -299,7 +311,7 @@ impl Deltas {
 
     /// PostgreSQL: [`Self::add_to_counters`], [`Self::add_to_admins`] and
     /// [`Self::may_change`] as one statement.
-    fn count_all(&self) -> String {
+    fn count_all(&self, reminders: &ReminderThresholds) -> String {
         format!(
             "WITH c AS ({} RETURNING user_traffic.user_id AS id, d.bytes AS bytes, \
              user_traffic.used_traffic AS used_traffic), \
@@ -310,7 +322,7 @@ impl Deltas {
              GROUP BY admin_id) AS s WHERE admins.id = s.admin_id) \
              SELECT id, bytes FROM j WHERE may_change",
             self.add_to_counters(),
-            may_change_condition("c.used_traffic"),
+            may_change_condition("c.used_traffic", "c.bytes", reminders),
         )
     }
 
@@ -328,12 +340,12 @@ impl Deltas {
 
     /// (user, bytes) of the rows whose user the rules could change now
     /// (see [`may_change_condition`]).
-    fn may_change(&self) -> String {
+    fn may_change(&self, reminders: &ReminderThresholds) -> String {
         format!(
             "SELECT d.id, d.bytes FROM {} JOIN users u ON u.id = d.id \
              JOIN user_traffic t ON t.user_id = d.id WHERE {}",
             self.rows(&["id", "bytes", "seen"]),
-            may_change_condition("t.used_traffic"),
+            may_change_condition("t.used_traffic", "d.bytes", reminders),
         )
     }
 

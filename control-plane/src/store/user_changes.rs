@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::outbox::{self, UserNote};
+use super::reminders::{self, ReminderThresholds};
 use super::users::{SELECT, by_id, json_text};
 use super::{Backend, Store, StoreError, User, now, revision};
-use crate::domain::{Account, ResetStrategy, UserStatus};
+use crate::domain::{Account, Action, AutoDeletePolicy, Event, ResetStrategy, UserStatus};
 
 /// A transaction that reads users and writes them back, with the revision
 /// its changes carry.
@@ -56,6 +58,15 @@ impl UserWrite {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// The notes lifecycle `events` give, each made `by` an admin or not.
+pub(super) fn event_notes(events: &[Event], by: Option<&str>) -> Vec<UserNote> {
+    events
+        .iter()
+        .filter_map(Action::of_event)
+        .map(|action| UserNote::new(action, by))
+        .collect()
 }
 
 /// Locks the users a SELECT from [`ACCOUNT_FROM`] reads, through their
@@ -422,33 +433,41 @@ async fn write_cells(
 
 impl Store {
     /// Reads the user (locked), lets `change` edit it, and writes it back
-    /// under a new revision, in one transaction. When `change` fails nothing
-    /// is written. A user that does not exist is `StoreError::NotFound`.
+    /// under a new revision with the notifications of the actions `change`
+    /// returns (made `by` an admin), in one transaction. When `change` fails
+    /// nothing is written. A user that does not exist is
+    /// `StoreError::NotFound`.
     pub async fn update_user<E>(
         &self,
         username: &str,
-        change: impl FnOnce(&mut User) -> Result<(), E>,
+        by: Option<&str>,
+        change: impl FnOnce(&mut User) -> Result<Vec<Action>, E>,
     ) -> Result<User, E>
     where
         E: From<StoreError>,
     {
         let mut write = UserWrite::begin(self).await?;
         let mut user = lock_user(&mut write, username).await?;
-        change(&mut user)?;
-        let deadline = deadline_of(&user.account(), now());
-        let saved = save(write, &user, deadline).await?;
+        let actions = change(&mut user)?;
+        let now = now();
+        let deadline = deadline_of(&user.account(), now);
+        let notes = actions.into_iter().map(|a| UserNote::new(a, by)).collect();
+        let saved = save(write, &user, deadline, notes, now).await?;
         self.deadlines.written(deadline);
+        self.outbox.committed();
         Ok(saved)
     }
 
     /// Applies `change` to the lifecycle state of every user (optionally
-    /// only one admin's) in one transaction. Users whose status changed
+    /// only one admin's) in one transaction, with the notifications of the
+    /// events it returns (made `by` an admin). Users whose status changed
     /// carry one new revision, so nodes add or drop exactly them; the others
     /// keep theirs. Returns how many users changed status.
     pub async fn update_accounts(
         &self,
         owner: Owner,
-        mut change: impl FnMut(&mut Account),
+        by: Option<&str>,
+        mut change: impl FnMut(&mut Account) -> Vec<Event>,
     ) -> Result<usize, StoreError> {
         let mut write = UserWrite::begin(self).await?;
         let sql = format!(
@@ -465,14 +484,16 @@ impl Store {
         let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
         let mut status_changed = 0;
         let mut earliest: Option<i64> = None;
+        let mut notes = BTreeMap::new();
         for row in &rows {
             let stored = stored_account(row)?;
             let mut after = stored.account.clone();
-            change(&mut after);
+            let events = change(&mut after);
             let (diff, deadline) = lifecycle_diff(&stored, &after, now);
             if diff.is_empty() {
                 continue;
             }
+            notes.insert(stored.id, event_notes(&events, by));
             if after.status != stored.account.status {
                 status_changed += 1;
             }
@@ -485,8 +506,12 @@ impl Store {
             None
         };
         write_diffs(&mut write.tx, diffs, revision).await?;
+        let changed: Vec<i64> = notes.keys().copied().collect();
+        reminders::clear_reset(&mut write.tx, Some(&changed), now).await?;
+        outbox::enqueue_for_users(&mut write.tx, &notes, now).await?;
         write.commit().await?;
         self.deadlines.written(earliest);
+        self.outbox.committed();
         Ok(status_changed)
     }
 
@@ -507,10 +532,12 @@ impl Store {
     }
 
     /// Deletes the users [`Store::expired_users`] lists, with their
-    /// tombstones under one revision, in one transaction; returns them.
+    /// tombstones under one revision and their notifications (deleted `by`
+    /// an admin), in one transaction; returns them.
     pub async fn delete_expired_users(
         &self,
         owner: Owner,
+        by: Option<&str>,
         after: i64,
         before: i64,
     ) -> Result<Vec<User>, StoreError> {
@@ -525,9 +552,49 @@ impl Store {
             return Ok(users);
         }
         let revision = write.revision().await?;
+        let notes = deletion_notes(&users, by);
+        outbox::enqueue_for_users(&mut write.tx, &notes, now()).await?;
         remove(&mut write.tx, revision, &users).await?;
         write.commit().await?;
+        self.outbox.committed();
         Ok(users)
+    }
+}
+
+impl Store {
+    /// Deletes the users whose auto-delete time has come (their own
+    /// `auto_delete_in_days`, else `policy`; see
+    /// [`crate::domain::Account::auto_delete_at`]) with their tombstones
+    /// and `user_deleted` notifications, in one transaction. Returns their
+    /// names. Only limited and expired users are read.
+    pub async fn delete_auto_deletable_users(
+        &self,
+        policy: &AutoDeletePolicy,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut write = UserWrite::begin(self).await?;
+        let sql = format!(
+            "{SELECT} WHERE u.status IN ('expired', 'limited') ORDER BY u.id{}",
+            write.lock()
+        );
+        let users: Vec<User> = sqlx::query_as(&sql).fetch_all(&mut *write.tx).await?;
+        let due: Vec<User> = users
+            .into_iter()
+            .filter(|u| u.account().auto_delete_due(policy, now))
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let revision = write.revision().await?;
+        let mut notes = deletion_notes(&due, None);
+        for note in notes.values_mut().flatten() {
+            note.reason = Some("auto delete".into());
+        }
+        outbox::enqueue_for_users(&mut write.tx, &notes, now).await?;
+        remove(&mut write.tx, revision, &due).await?;
+        write.commit().await?;
+        self.outbox.committed();
+        Ok(due.into_iter().map(|u| u.username).collect())
     }
 }
 
@@ -542,13 +609,25 @@ async fn lock_user(write: &mut UserWrite, username: &str) -> Result<User, StoreE
     .ok_or(StoreError::NotFound)
 }
 
+/// `user_deleted` for each of `users`, written before they are removed.
+pub(super) fn deletion_notes(users: &[User], by: Option<&str>) -> BTreeMap<i64, Vec<UserNote>> {
+    users
+        .iter()
+        .map(|u| (u.id, vec![UserNote::new(Action::UserDeleted, by)]))
+        .collect()
+}
+
 async fn save(
     mut write: UserWrite,
     user: &User,
     deadline: Option<i64>,
+    notes: Vec<UserNote>,
+    now: i64,
 ) -> Result<User, StoreError> {
     let revision = write.revision().await?;
     write_row(&mut write.tx, user, revision, deadline).await?;
+    reminders::clear_reset(&mut write.tx, Some(&[user.id]), now).await?;
+    outbox::enqueue_for_users(&mut write.tx, &BTreeMap::from([(user.id, notes)]), now).await?;
     let saved = by_id(&mut write.tx, user.id).await?;
     write.commit().await?;
     Ok(saved)
@@ -560,9 +639,13 @@ async fn save(
 /// columns are written back; users whose status changed carry one new
 /// revision, taken after the user rows (the shared lock order). Returns
 /// the users whose status changed and the earliest deadline written.
+///
+/// The notifications of those changes (limited, next plan, activation) and
+/// of the usage reminders traffic crossed are written in `tx` too, last.
 pub(crate) async fn apply_traffic(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
+    thresholds: &ReminderThresholds,
     bytes_by_user: &BTreeMap<i64, i64>,
     now: i64,
 ) -> Result<(Vec<i64>, Option<i64>), StoreError> {
@@ -571,6 +654,7 @@ pub(crate) async fn apply_traffic(
     let mut diffs: BTreeMap<Vec<(&'static str, Cell)>, Vec<i64>> = BTreeMap::new();
     let mut status_changed = Vec::new();
     let mut earliest = None;
+    let mut notes: BTreeMap<i64, Vec<UserNote>> = BTreeMap::new();
     for chunk in ids.chunks(CHUNK) {
         let placeholders = (1..=chunk.len())
             .map(|i| format!("${i}"))
@@ -590,10 +674,17 @@ pub(crate) async fn apply_traffic(
             let mut before = stored.account.clone();
             before.used_traffic = before.used_traffic.saturating_sub(bytes);
             before.lifetime_used_traffic = before.lifetime_used_traffic.saturating_sub(bytes);
-            let mut after = before;
-            after.record_usage(bytes, now);
+            let mut after = before.clone();
+            let events = after.record_usage(bytes, now);
             // Ingestion already set when the user was last seen.
             after.online_at = stored.account.online_at;
+            let mut user_notes = event_notes(&events, None);
+            let reminder =
+                reminders::usage_note(tx, thresholds, stored.id, &before, &after, now).await?;
+            user_notes.extend(reminder);
+            if !user_notes.is_empty() {
+                notes.insert(stored.id, user_notes);
+            }
             let (diff, deadline) = lifecycle_diff(&stored, &after, now);
             if diff.is_empty() {
                 continue;
@@ -611,5 +702,6 @@ pub(crate) async fn apply_traffic(
         Some(revision::bump(tx).await?)
     };
     write_diffs(tx, diffs, revision).await?;
+    outbox::enqueue_for_users(tx, &notes, now).await?;
     Ok((status_changed, earliest))
 }

@@ -3,9 +3,10 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::outbox::{self, UserNote};
 use super::user_changes::deadline_of;
 use super::{Backend, Store, StoreError, now, revision};
-use crate::domain::{Account, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
+use crate::domain::{Account, Action, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -264,15 +265,17 @@ impl Store {
         self.insert_user(user.into()).await
     }
 
-    /// Inserts a user under a new revision; a taken username (in any case)
-    /// is a conflict.
+    /// Inserts a user under a new revision with its `user_created`
+    /// notification (by its owner); a taken username (in any case) is a
+    /// conflict.
     pub async fn insert_user(&self, user: UserDraft) -> Result<User, StoreError> {
         // Everything but the id and the owner's name is what was sent: the
         // row is not read back.
-        let deadline = deadline_of(&user.account, now());
+        let now = now();
+        let deadline = deadline_of(&user.account, now);
+        let mut tx = self.begin_write().await?;
         let returned: (i64, Option<String>) = match self.backend {
-            // One statement (migration 0008 moves the revision counter):
-            // every round trip to SQLite's thread costs as much as the insert.
+            // One statement (migration 0008 moves the revision counter).
             Backend::Sqlite => bind_new_user(
                 sqlx::query_as(&insert_user_sql(
                     "(SELECT value + 1 FROM revision WHERE id = 1)",
@@ -280,24 +283,24 @@ impl Store {
                 &user,
                 deadline,
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::unique("User already exists"))?,
             Backend::Postgres => {
-                let mut tx = self.begin_write().await?;
                 let revision = revision::bump(&mut tx).await?;
-                let returned =
-                    bind_new_user(sqlx::query_as(&insert_user_sql("$19")), &user, deadline)
-                        .bind(revision)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(StoreError::unique("User already exists"))?;
-                tx.commit().await?;
-                returned
+                bind_new_user(sqlx::query_as(&insert_user_sql("$19")), &user, deadline)
+                    .bind(revision)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::unique("User already exists"))?
             }
         };
-        self.deadlines.written(deadline);
         let (id, admin_username) = returned;
+        let created = UserNote::new(Action::UserCreated, admin_username.as_deref());
+        outbox::enqueue_for_users(&mut tx, &BTreeMap::from([(id, vec![created])]), now).await?;
+        tx.commit().await?;
+        self.deadlines.written(deadline);
+        self.outbox.committed();
         let a = user.account;
         Ok(User {
             id,
@@ -338,8 +341,9 @@ impl Store {
         )
     }
 
-    /// Deletes a user and records its removal for the nodes, atomically.
-    pub async fn delete_user(&self, username: &str) -> Result<User, StoreError> {
+    /// Deletes a user and records its removal for the nodes and its
+    /// notification (deleted `by` an admin), atomically.
+    pub async fn delete_user(&self, username: &str, by: Option<&str>) -> Result<User, StoreError> {
         let mut write = super::user_changes::UserWrite::begin(self).await?;
         let user: User = sqlx::query_as(&format!(
             "{SELECT} WHERE u.username_lower = $1{}",
@@ -350,8 +354,12 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound)?;
         let revision = write.revision().await?;
-        super::user_changes::remove(&mut write.tx, revision, std::slice::from_ref(&user)).await?;
+        let users = std::slice::from_ref(&user);
+        let notes = super::user_changes::deletion_notes(users, by);
+        outbox::enqueue_for_users(&mut write.tx, &notes, now()).await?;
+        super::user_changes::remove(&mut write.tx, revision, users).await?;
         write.commit().await?;
+        self.outbox.committed();
         Ok(user)
     }
 

@@ -149,6 +149,7 @@ pub async fn app(db: &TestDb) -> App {
         subscription_url_prefix: "".into(),
         enrollment_expire_minutes: 60,
         subscription: Default::default(),
+        jobs: Default::default(),
     };
     App {
         router: nexpoint::api::router(state),

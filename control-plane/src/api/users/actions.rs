@@ -9,7 +9,13 @@ use super::{Detail, UserResponse, change_user, user_not_found};
 use crate::api::auth::{CurrentAdmin, SudoAdmin};
 use crate::api::extract::{Json, Path, Query};
 use crate::api::{ApiError, AppState};
+use crate::domain::{Action, Event};
 use crate::store::{Owner, now};
+
+/// The notifications lifecycle `events` are reported as.
+pub(super) fn actions_of(events: &[Event]) -> Vec<Action> {
+    events.iter().filter_map(Action::of_event).collect()
+}
 
 #[utoipa::path(post, path = "/user/{username}/reset", tag = "User",
     params(("username" = String, Path)),
@@ -26,9 +32,9 @@ pub async fn reset_usage(
     let now = now();
     let response = change_user(&state, &admin, &username, |user| {
         let mut account = user.account();
-        account.reset_usage(now);
+        let events = account.reset_usage(now);
         user.set_account(account);
-        Ok(())
+        Ok(actions_of(&events))
     })
     .await?;
     tracing::info!(username = %username, by = %admin.0.username, "user usage reset");
@@ -54,7 +60,7 @@ pub async fn revoke_sub(
         user.sub_revoked_at = Some(now + 1);
         user.proxies.regenerate_credentials();
         user.edit_at = Some(now);
-        Ok(())
+        Ok(vec![Action::SubscriptionRevoked])
     })
     .await?;
     tracing::info!(username = %username, by = %admin.0.username, "user subscription revoked");
@@ -75,11 +81,11 @@ pub async fn active_next(
     let now = now();
     let response = change_user(&state, &admin, &username, |user| {
         let mut account = user.account();
-        account
+        let events = account
             .activate_next_plan(now)
             .map_err(|e| ApiError::NotFound(e.to_string()))?;
         user.set_account(account);
-        Ok(())
+        Ok(actions_of(&events))
     })
     .await?;
     tracing::info!(username = %username, by = %admin.0.username, "user's next plan applied");
@@ -119,7 +125,7 @@ pub async fn set_owner(
     let admin = CurrentAdmin(by.0);
     let response = change_user(&state, &admin, &username, |user| {
         user.admin_id = Some(owner.id);
-        Ok(())
+        Ok(vec![Action::UserUpdated])
     })
     .await?;
     tracing::info!(username = %username, owner = %owner.username, by = %admin.0.username,
@@ -140,8 +146,8 @@ pub async fn reset_all(
     let now = now();
     let changed = state
         .store
-        .update_accounts(Owner::Anyone, |account| {
-            account.reset_usage(now);
+        .update_accounts(Owner::Anyone, Some(&by.0.username), |account| {
+            account.reset_usage(now)
         })
         .await?;
     if changed > 0 {

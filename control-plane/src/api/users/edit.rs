@@ -14,7 +14,7 @@ use crate::api::extract::{Json, Path};
 use crate::api::{ApiError, AppState};
 use crate::domain::lifecycle::zero_means_none;
 use crate::domain::{
-    Inbound, Modification, NextPlan, Proxies, ProxyProtocol, ResetStrategy, UserStatus,
+    Action, Inbound, Modification, NextPlan, Proxies, ProxyProtocol, ResetStrategy, UserStatus,
 };
 use crate::store::{User, now};
 
@@ -132,10 +132,13 @@ pub async fn modify(
     let response = change_user(&state, &admin, &username, |user| {
         apply_settings(user, &body, &inbounds)?;
         let mut account = user.account();
-        account.modify(&modification, now).map_err(field_error)?;
+        let events = account.modify(&modification, now).map_err(field_error)?;
         user.set_account(account);
         user.edit_at = Some(now);
-        Ok(())
+        // Marzban reports the edit, then each change of status it made.
+        let mut actions = vec![Action::UserUpdated];
+        actions.extend(super::actions::actions_of(&events));
+        Ok(actions)
     })
     .await?;
     tracing::info!(username = %username, by = %admin.0.username, "user modified");

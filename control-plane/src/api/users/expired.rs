@@ -89,7 +89,7 @@ pub async fn delete(
     let (after, before) = query.resolve()?;
     let users = state
         .store
-        .delete_expired_users(owner(&admin), after, before)
+        .delete_expired_users(owner(&admin), Some(&admin.0.username), after, before)
         .await?;
     if users.is_empty() {
         return Err(ApiError::NotFound(

@@ -20,7 +20,7 @@ use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::proxies::{SHADOWSOCKS_METHODS, VLESS_FLOWS};
 use crate::domain::{
-    Account, FieldError, Inbound, NewAccount, NextPlan, Proxies, ResetStrategy, UserStatus,
+    Account, Action, FieldError, Inbound, NewAccount, NextPlan, Proxies, ResetStrategy, UserStatus,
     validate,
 };
 use crate::store::{Sort, SortKey, User, UserDraft, UserFilter, now};
@@ -358,18 +358,19 @@ async fn load_manageable(
 }
 
 /// Changes a user the admin may manage in one store transaction (row
-/// locked, new revision), tells the nodes, and renders the result. `change`
-/// failing writes nothing.
+/// locked, new revision, the notifications of the actions `change`
+/// returns), tells the nodes, and renders the result. `change` failing
+/// writes nothing.
 async fn change_user(
     state: &AppState,
     admin: &CurrentAdmin,
     username: &str,
-    change: impl FnOnce(&mut User) -> Result<(), ApiError>,
+    change: impl FnOnce(&mut User) -> Result<Vec<Action>, ApiError>,
 ) -> Result<Json<UserResponse>, ApiError> {
     load_manageable(state, admin, username).await?;
     let user = state
         .store
-        .update_user(username, |user| {
+        .update_user(username, Some(&admin.0.username), |user| {
             // Re-checked under the lock: the owner may have changed since.
             if !admin.may_manage(user.admin_id) {
                 return Err(ApiError::forbidden());
@@ -406,7 +407,7 @@ pub async fn delete(
     let user = load_manageable(&state, &admin, &username).await?;
     state
         .store
-        .delete_user(&user.username)
+        .delete_user(&user.username, Some(&admin.0.username))
         .await
         .map_err(|e| match e {
             crate::store::StoreError::NotFound => user_not_found(),
