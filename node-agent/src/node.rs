@@ -462,8 +462,15 @@ impl Node {
         };
         let template = Template::parse(&state.core_config_json)?;
         let kind = inner.core.identify().await?.kind;
-        let Inner { applied, core } = inner;
-        let state = applied.as_ref().expect("checked above");
+        // The config streams from the applied users while the core's
+        // half of `inner` writes it.
+        let Inner {
+            applied: Some(state),
+            core,
+        } = inner
+        else {
+            unreachable!("checked above");
+        };
         let (config, port) = render_with_users(&template, &state.users, kind)?;
         core.start(&config, port).await?;
         Ok(())
