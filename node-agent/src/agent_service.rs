@@ -37,6 +37,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::applied_state::AppliedState;
 use crate::certificate_rotation::{CertificateRotation, RotationError};
 use crate::core_supervisor::CoreError;
 use crate::node::{ApplyError, Node};
@@ -103,6 +104,19 @@ impl From<ApplyError> for Status {
     }
 }
 
+/// ApplySnapshot, however its request was decoded.
+pub async fn apply_snapshot(
+    node: &Node,
+    state: AppliedState,
+) -> Result<Response<ApplyResponse>, Status> {
+    let revision = state.revision;
+    let response = node.apply_snapshot(state).await.inspect_err(|e| {
+        tracing::warn!(revision, error = %e, "snapshot not applied");
+    })?;
+    tracing::info!(revision, "snapshot applied");
+    Ok(Response::new(response))
+}
+
 type LogStream = Pin<Box<dyn Stream<Item = Result<LogLine, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -118,13 +132,9 @@ impl Agent for AgentService {
         &self,
         request: Request<Snapshot>,
     ) -> Result<Response<ApplyResponse>, Status> {
-        let snapshot = request.into_inner();
-        let revision = snapshot.revision;
-        let response = self.node.apply_snapshot(snapshot).await.inspect_err(|e| {
-            tracing::warn!(revision, error = %e, "snapshot not applied");
-        })?;
-        tracing::info!(revision, "snapshot applied");
-        Ok(Response::new(response))
+        // Served by `snapshot_route`, which decodes the request compactly;
+        // this is the same call for a `Snapshot` decoded as generated.
+        apply_snapshot(&self.node, request.into_inner().into()).await
     }
 
     async fn apply_changes(

@@ -8,16 +8,22 @@
 //! the log is folded into a new base once it outgrows the base. Each record
 //! is a big-endian u32 length and a `ChangeSet`; a torn last record (a crash
 //! mid-append) is ignored, as the control plane never heard of that change.
+//!
+//! The base is a protobuf `Snapshot`. [`AppliedState`] encodes and decodes as
+//! one itself, a user at a time, so that saving, loading or receiving
+//! 100,000 users never holds a second, decoded copy of them.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use nexpoint_proto::agent::{ChangeSet, Snapshot, UserSpec};
-use nexpoint_proto::digest::UserSet;
 use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use prost::encoding::{DecodeContext, WireType};
 
-use crate::atomic_file::{PRIVATE, write_atomic};
+use crate::atomic_file::{PRIVATE, write_atomic_with};
+use crate::encoded_users::EncodedUsers;
 
 /// The log is folded into the base once it is larger than this or the base.
 const MIN_COMPACTION_BYTES: u64 = 1024 * 1024;
@@ -26,7 +32,7 @@ const MIN_COMPACTION_BYTES: u64 = 1024 * 1024;
 pub struct AppliedState {
     pub revision: u64,
     pub core_config_json: String,
-    pub users: UserSet,
+    pub users: EncodedUsers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,13 @@ pub enum StateFileError {
     },
 }
 
+/// `Snapshot` field numbers, for writing and reading it a field at a time.
+mod snapshot_field {
+    pub const REVISION: u32 = 1;
+    pub const CORE_CONFIG_JSON: u32 = 2;
+    pub const USERS: u32 = 3;
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateFileError + '_ {
     move |source| StateFileError::Io {
         path: path.display().to_string(),
@@ -57,34 +70,24 @@ pub fn change_log_path(base: &Path) -> PathBuf {
     base.with_file_name("applied-changes.log")
 }
 
-impl AppliedState {
-    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+impl From<Snapshot> for AppliedState {
+    fn from(snapshot: Snapshot) -> Self {
         Self {
             revision: snapshot.revision,
             core_config_json: snapshot.core_config_json,
             users: snapshot.users.into_iter().collect(),
         }
     }
+}
 
-    pub fn to_snapshot(&self) -> Snapshot {
-        Snapshot {
-            revision: self.revision,
-            core_config_json: self.core_config_json.clone(),
-            users: self.users.values().cloned().collect(),
-        }
-    }
-
-    pub fn user_list(&self) -> Vec<UserSpec> {
-        self.users.values().cloned().collect()
-    }
-
+impl AppliedState {
     pub fn digest(&self) -> String {
         self.users.digest(&self.core_config_json)
     }
 
     /// Applies a change set in place: upserts replace by email, then
     /// removals.
-    pub fn apply(&mut self, revision: u64, upserts: Vec<UserSpec>, removed_emails: &[String]) {
+    pub fn apply(&mut self, revision: u64, upserts: &[UserSpec], removed_emails: &[String]) {
         self.revision = revision;
         for user in upserts {
             self.users.insert(user);
@@ -98,7 +101,7 @@ impl AppliedState {
     pub fn with_changes(
         &self,
         revision: u64,
-        upserts: Vec<UserSpec>,
+        upserts: &[UserSpec],
         removed_emails: &[String],
     ) -> Self {
         let mut next = self.clone();
@@ -119,7 +122,7 @@ impl AppliedState {
         emails.dedup();
         emails
             .into_iter()
-            .filter_map(|email| self.users.get(email).cloned())
+            .filter_map(|email| self.users.get(email))
             .collect()
     }
 
@@ -130,12 +133,12 @@ impl AppliedState {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io_error(path)(source)),
         };
-        let snapshot =
-            Snapshot::decode(bytes.as_slice()).map_err(|source| StateFileError::Corrupt {
+        let mut state =
+            Self::decode(bytes.as_slice()).map_err(|source| StateFileError::Corrupt {
                 path: path.display().to_string(),
                 source,
             })?;
-        let mut state = Self::from_snapshot(snapshot);
+        drop(bytes);
         let log_path = change_log_path(path);
         let log = match std::fs::read(&log_path) {
             Ok(log) => log,
@@ -169,13 +172,39 @@ impl AppliedState {
                 );
                 return;
             }
-            self.apply(changes.revision, changes.upserts, &changes.removed_emails);
+            self.apply(changes.revision, &changes.upserts, &changes.removed_emails);
+        }
+    }
+
+    /// `revision` and `core_config_json` as a `Snapshot` encodes them.
+    fn encode_head(&self, buf: &mut impl BufMut) {
+        if self.revision != 0 {
+            prost::encoding::uint64::encode(snapshot_field::REVISION, &self.revision, buf);
+        }
+        if !self.core_config_json.is_empty() {
+            prost::encoding::string::encode(
+                snapshot_field::CORE_CONFIG_JSON,
+                &self.core_config_json,
+                buf,
+            );
         }
     }
 
     /// Writes the whole state as the new base and empties the change log.
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
-        write_atomic(path, &self.to_snapshot().encode_to_vec(), PRIVATE).map_err(io_error(path))?;
+        let write = |out: &mut std::io::BufWriter<std::fs::File>| {
+            let mut framing = Vec::new();
+            self.encode_head(&mut framing);
+            out.write_all(&framing)?;
+            for user in self.users.encodings() {
+                framing.clear();
+                encode_user_key_and_len(user, &mut framing);
+                out.write_all(&framing)?;
+                out.write_all(user)?;
+            }
+            Ok(())
+        };
+        write_atomic_with(path, PRIVATE, write).map_err(io_error(path))?;
         // A crash before this leaves records the base already holds; replay
         // skips them by revision.
         let log_path = change_log_path(path);
@@ -212,6 +241,74 @@ impl AppliedState {
     }
 }
 
+/// The start of a `Snapshot.users` entry: its key and length.
+fn encode_user_key_and_len(user: &[u8], buf: &mut impl BufMut) {
+    prost::encoding::encode_key(snapshot_field::USERS, WireType::LengthDelimited, buf);
+    prost::encoding::encode_varint(user.len() as u64, buf);
+}
+
+/// A `Snapshot` on the wire, its users kept encoded.
+impl Message for AppliedState {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        self.encode_head(buf);
+        for user in self.users.encodings() {
+            encode_user_key_and_len(user, buf);
+            buf.put_slice(user);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        field: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        context: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match field {
+            snapshot_field::REVISION => {
+                prost::encoding::uint64::merge(wire_type, &mut self.revision, buf, context)
+            }
+            snapshot_field::CORE_CONFIG_JSON => {
+                prost::encoding::string::merge(wire_type, &mut self.core_config_json, buf, context)
+            }
+            snapshot_field::USERS => {
+                let mut user = UserSpec::default();
+                prost::encoding::message::merge(wire_type, &mut user, buf, context)?;
+                self.users.insert(&user);
+                Ok(())
+            }
+            _ => prost::encoding::skip_field(wire_type, field, buf, context),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        if self.revision != 0 {
+            len += prost::encoding::uint64::encoded_len(snapshot_field::REVISION, &self.revision);
+        }
+        if !self.core_config_json.is_empty() {
+            len += prost::encoding::string::encoded_len(
+                snapshot_field::CORE_CONFIG_JSON,
+                &self.core_config_json,
+            );
+        }
+        let users: usize = self
+            .users
+            .encodings()
+            .map(|user| {
+                prost::encoding::key_len(snapshot_field::USERS)
+                    + prost::encoding::encoded_len_varint(user.len() as u64)
+                    + user.len()
+            })
+            .sum();
+        len + users
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +326,7 @@ mod tests {
 
     #[test]
     fn digest_matches_the_shared_function_in_any_order() {
-        let state = AppliedState::from_snapshot(Snapshot {
+        let state = AppliedState::from(Snapshot {
             revision: 3,
             core_config_json: "{}".into(),
             users: vec![user("2.b", "b"), user("1.a", "a")],
@@ -242,18 +339,14 @@ mod tests {
 
     #[test]
     fn changes_upsert_then_remove() {
-        let state = AppliedState::from_snapshot(Snapshot {
+        let state = AppliedState::from(Snapshot {
             revision: 1,
             core_config_json: "{}".into(),
             users: vec![user("1.a", "a"), user("2.b", "b")],
         });
-        let next = state.with_changes(
-            2,
-            vec![user("1.a", "a2"), user("3.c", "c")],
-            &["2.b".into()],
-        );
+        let next = state.with_changes(2, &[user("1.a", "a2"), user("3.c", "c")], &["2.b".into()]);
         assert_eq!(next.revision, 2);
-        let emails: Vec<&str> = next.users.values().map(|u| u.email.as_str()).collect();
+        let emails: Vec<String> = next.users.iter().map(|u| u.email).collect();
         assert_eq!(emails, ["1.a", "3.c"]);
         assert_eq!(
             next.users.get("1.a").unwrap().vmess.as_ref().unwrap().id,
@@ -267,13 +360,65 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("applied");
         assert_eq!(AppliedState::load(&path).unwrap(), None);
-        let state = AppliedState::from_snapshot(Snapshot {
+        let state = AppliedState::from(Snapshot {
             revision: 9,
             core_config_json: r#"{"inbounds": []}"#.into(),
             users: vec![user("1.a", "a")],
         });
         state.save(&path).unwrap();
         assert_eq!(AppliedState::load(&path).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn the_base_is_a_snapshot_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("applied-state.pb");
+        let mut unsorted = user("2.b", "b");
+        unsorted.inbound_tags = vec!["z".into(), "vm".into()];
+        let written = Snapshot {
+            revision: 4,
+            core_config_json: "{}".into(),
+            users: vec![unsorted.clone(), user("1.a", "a")],
+        };
+        // A base as earlier agents wrote it: the snapshot as received.
+        std::fs::write(&path, written.encode_to_vec()).unwrap();
+        let state = AppliedState::load(&path).unwrap().unwrap();
+        assert_eq!(state, AppliedState::from(written.clone()));
+        assert_eq!(state.digest(), state_digest("{}", &written.users));
+
+        state.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(state.encode_to_vec(), bytes, "saved as it encodes");
+        assert_eq!(state.encoded_len(), bytes.len());
+        let saved = Snapshot::decode(bytes.as_slice()).unwrap();
+        unsorted.inbound_tags.sort();
+        assert_eq!(
+            saved,
+            Snapshot {
+                revision: 4,
+                core_config_json: "{}".into(),
+                users: vec![user("1.a", "a"), unsorted],
+            },
+            "users in email order, inbound tags sorted"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_base_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("applied-state.pb");
+        let mut bytes = Snapshot {
+            revision: 4,
+            core_config_json: "{}".into(),
+            users: vec![user("1.a", "a")],
+        }
+        .encode_to_vec();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            AppliedState::load(&path),
+            Err(StateFileError::Corrupt { .. })
+        ));
     }
 
     fn changes(base: u64, revision: u64, upserts: Vec<UserSpec>, removed: &[&str]) -> ChangeSet {
@@ -286,7 +431,7 @@ mod tests {
     }
 
     fn apply_and_log(state: &mut AppliedState, path: &Path, set: ChangeSet) {
-        state.apply(set.revision, set.upserts.clone(), &set.removed_emails);
+        state.apply(set.revision, &set.upserts, &set.removed_emails);
         state.save_changes(path, &set).unwrap();
     }
 
@@ -294,7 +439,7 @@ mod tests {
     fn logged_changes_are_restored_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("applied-state.pb");
-        let mut state = AppliedState::from_snapshot(Snapshot {
+        let mut state = AppliedState::from(Snapshot {
             revision: 1,
             core_config_json: "{}".into(),
             users: vec![user("1.a", "a"), user("2.b", "b")],
@@ -320,7 +465,7 @@ mod tests {
     fn a_torn_last_record_is_ignored_and_folded_records_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("applied-state.pb");
-        let mut state = AppliedState::from_snapshot(Snapshot {
+        let mut state = AppliedState::from(Snapshot {
             revision: 1,
             core_config_json: "{}".into(),
             users: vec![user("1.a", "a")],
@@ -353,7 +498,7 @@ mod tests {
     fn a_log_larger_than_the_base_is_folded_into_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("applied-state.pb");
-        let mut state = AppliedState::from_snapshot(Snapshot {
+        let mut state = AppliedState::from(Snapshot {
             revision: 1,
             core_config_json: "{}".into(),
             users: Vec::new(),

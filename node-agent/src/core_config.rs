@@ -6,10 +6,12 @@ use nexpoint_proto::agent::UserSpec;
 use serde_json::{Map, Value, json};
 
 use crate::core_kind::CoreKind;
+use crate::encoded_users::EncodedUsers;
 use crate::inbound_users::{
-    ClientsByTag, Credential, ManagedInbound, Protocol, USER_LEVEL, clients_by_tag,
+    ClientsByTag, Credential, ManagedInbound, Protocol, USER_LEVEL, client_of, clients_by_tag,
     managed_inbounds,
 };
+use crate::rendered_config::{ClientList, RenderedConfig};
 
 /// Tag of the dokodemo-door inbound that reaches the core's gRPC API.
 pub const API_INBOUND_TAG: &str = "nexpoint-api";
@@ -67,8 +69,15 @@ impl Template {
         clients_by_tag(&self.inbounds, users)
     }
 
-    /// The config to run: clients filled in, API and stats added.
-    pub fn render(&self, clients: &ClientsByTag, kind: CoreKind, api_port: u16) -> Value {
+    /// The config to run: clients filled in, API and stats added. The
+    /// client lists are not built here: they stream from `users` when the
+    /// result is serialized, so 100,000 users never exist as JSON values.
+    pub fn render<'a>(
+        &'a self,
+        users: &'a EncodedUsers,
+        kind: CoreKind,
+        api_port: u16,
+    ) -> RenderedConfig<'a> {
         let mut config = self.json.clone();
         let root = config.as_object_mut().expect("checked in parse");
 
@@ -78,25 +87,34 @@ impl Template {
             .as_array_mut()
             .expect("checked in parse");
         inbounds.retain(|i| i.get("tag").and_then(Value::as_str) != Some(API_INBOUND_TAG));
-        inbounds.retain_mut(|inbound| {
-            let Some(managed) = self
-                .inbounds
-                .iter()
-                .find(|m| Some(m.tag.as_str()) == inbound.get("tag").and_then(Value::as_str))
-            else {
-                return true;
+        let mut client_lists = Vec::new();
+        let mut kept = Vec::with_capacity(inbounds.len() + 1);
+        for mut inbound in inbounds.drain(..) {
+            let tag = inbound.get("tag").and_then(Value::as_str);
+            let Some(managed) = self.inbounds.iter().find(|m| Some(m.tag.as_str()) == tag) else {
+                kept.push(inbound);
+                continue;
             };
-            let empty = Default::default();
-            let users = clients.get(&managed.tag).unwrap_or(&empty);
-            fill_inbound(inbound, managed, users, kind)
-        });
-        inbounds.push(json!({
+            match fill_inbound(&mut inbound, managed, users, kind) {
+                Fill::Clients => client_lists.push(ClientList {
+                    inbound_index: kept.len(),
+                    inbound: managed,
+                    users,
+                    kind,
+                }),
+                Fill::Complete => {}
+                Fill::LeftOut => continue,
+            }
+            kept.push(inbound);
+        }
+        kept.push(json!({
             "tag": API_INBOUND_TAG,
             "listen": "127.0.0.1",
             "port": api_port,
             "protocol": "dokodemo-door",
             "settings": {"address": "127.0.0.1"},
         }));
+        *inbounds = kept;
 
         root.insert(
             "api".into(),
@@ -108,36 +126,41 @@ impl Template {
         root.insert("stats".into(), json!({}));
         enable_stats_policy(root);
         route_api_first(root);
-        config
+        RenderedConfig::new(config, client_lists)
     }
 }
 
-/// Sets the inbound's users. Returns false when the inbound cannot run and
-/// must be left out (a V2Ray shadowsocks inbound with no user and no password).
+/// What a managed inbound becomes in the rendered config.
+enum Fill {
+    /// Its `settings.clients` (an empty placeholder here) streams in later.
+    Clients,
+    /// Complete as it is: V2Ray's single-user shadowsocks.
+    Complete,
+    /// It cannot run and is left out: a V2Ray shadowsocks inbound with no
+    /// user and no password.
+    LeftOut,
+}
+
 fn fill_inbound(
     inbound: &mut Value,
     managed: &ManagedInbound,
-    users: &std::collections::BTreeMap<String, Credential>,
+    users: &EncodedUsers,
     kind: CoreKind,
-) -> bool {
+) -> Fill {
     let Some(inbound) = inbound.as_object_mut() else {
-        return true;
+        return Fill::Complete;
     };
     let settings = object_entry(inbound, "settings");
     if managed.protocol == Protocol::Shadowsocks && kind == CoreKind::V2Ray {
         return fill_single_user_shadowsocks(settings, managed, users);
     }
-    let clients: Vec<Value> = users
-        .iter()
-        .map(|(email, credential)| client_json(email, credential, kind))
-        .collect();
-    settings.insert("clients".into(), Value::Array(clients));
+    settings.insert("clients".into(), Value::Array(Vec::new()));
     if managed.protocol == Protocol::Vless {
         settings
             .entry("decryption")
             .or_insert_with(|| Value::String("none".into()));
     }
-    true
+    Fill::Clients
 }
 
 /// V2Ray 4.x shadowsocks serves one user, configured directly in settings:
@@ -145,56 +168,44 @@ fn fill_inbound(
 fn fill_single_user_shadowsocks(
     settings: &mut Map<String, Value>,
     managed: &ManagedInbound,
-    users: &std::collections::BTreeMap<String, Credential>,
-) -> bool {
+    users: &EncodedUsers,
+) -> Fill {
     settings.remove("clients");
-    let first = users.iter().find_map(|(email, c)| match c {
-        Credential::Shadowsocks { method, password } => Some((email, method, password)),
-        _ => None,
-    });
-    if users.len() > 1 {
+    let mut clients = 0;
+    let mut first = None;
+    for user in users.iter() {
+        let Some(credential) = client_of(managed, &user) else {
+            continue;
+        };
+        clients += 1;
+        if first.is_none()
+            && let Credential::Shadowsocks { method, password } = credential
+        {
+            first = Some((user.email, method, password));
+        }
+    }
+    if clients > 1 {
         tracing::warn!(
             inbound = %managed.tag,
-            served = first.map(|f| f.0.as_str()).unwrap_or_default(),
-            not_served = users.len() - 1,
+            served = first.as_ref().map(|f| f.0.as_str()).unwrap_or_default(),
+            not_served = clients - 1,
             "V2Ray shadowsocks is single-user: only the first user (by email) is served"
         );
     }
     match first {
         Some((email, method, password)) => {
-            settings.insert("method".into(), Value::String(method.clone()));
-            settings.insert("password".into(), Value::String(password.clone()));
-            settings.insert("email".into(), Value::String(email.clone()));
+            settings.insert("method".into(), Value::String(method));
+            settings.insert("password".into(), Value::String(password));
+            settings.insert("email".into(), Value::String(email));
             settings.insert("level".into(), Value::from(USER_LEVEL));
-            true
+            Fill::Complete
         }
-        None if settings.contains_key("password") => true,
+        None if settings.contains_key("password") => Fill::Complete,
         None => {
             tracing::info!(inbound = %managed.tag, "shadowsocks inbound has no user; left out");
-            false
+            Fill::LeftOut
         }
     }
-}
-
-fn client_json(email: &str, credential: &Credential, kind: CoreKind) -> Value {
-    let mut client = match credential {
-        Credential::Vmess { id } => {
-            let mut c = json!({"id": id});
-            if kind == CoreKind::V2Ray {
-                c["alterId"] = json!(0);
-            }
-            c
-        }
-        Credential::Vless { id, flow } => json!({"id": id, "flow": flow}),
-        Credential::Trojan { password } => json!({"password": password}),
-        Credential::Shadowsocks { method, password } => {
-            json!({"method": method, "password": password})
-        }
-        Credential::Shadowsocks2022 { key } => json!({"password": key}),
-    };
-    client["email"] = json!(email);
-    client["level"] = json!(USER_LEVEL);
-    client
 }
 
 fn object_entry<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
@@ -277,7 +288,8 @@ mod tests {
 
     fn render(kind: CoreKind, users: &[UserSpec]) -> Value {
         let template = Template::parse(TEMPLATE).unwrap();
-        template.render(&template.clients(users), kind, 4321)
+        let users: EncodedUsers = users.iter().cloned().collect();
+        serde_json::to_value(template.render(&users, kind, 4321)).unwrap()
     }
 
     fn inbound<'a>(config: &'a Value, tag: &str) -> &'a Value {
@@ -320,9 +332,10 @@ mod tests {
     #[test]
     fn rendering_twice_does_not_duplicate_the_api() {
         let template = Template::parse(TEMPLATE).unwrap();
-        let once = template.render(&template.clients(&[]), CoreKind::Xray, 1);
-        let twice = Template::parse(&once.to_string()).unwrap();
-        let config = twice.render(&twice.clients(&[]), CoreKind::Xray, 2);
+        let none = EncodedUsers::default();
+        let once = serde_json::to_string(&template.render(&none, CoreKind::Xray, 1)).unwrap();
+        let twice = Template::parse(&once).unwrap();
+        let config = serde_json::to_value(twice.render(&none, CoreKind::Xray, 2)).unwrap();
         let api_inbounds = config["inbounds"]
             .as_array()
             .unwrap()
@@ -396,6 +409,65 @@ mod tests {
                 .iter()
                 .all(|i| i["tag"] != "ss")
         );
+    }
+
+    /// How clients were built before they were streamed: one `Value` each.
+    fn client_value(email: &str, credential: &Credential, kind: CoreKind) -> Value {
+        let mut client = match credential {
+            Credential::Vmess { id } => {
+                let mut c = json!({"id": id});
+                if kind == CoreKind::V2Ray {
+                    c["alterId"] = json!(0);
+                }
+                c
+            }
+            Credential::Vless { id, flow } => json!({"id": id, "flow": flow}),
+            Credential::Trojan { password } => json!({"password": password}),
+            Credential::Shadowsocks { method, password } => {
+                json!({"method": method, "password": password})
+            }
+            Credential::Shadowsocks2022 { key } => json!({"password": key}),
+        };
+        client["email"] = json!(email);
+        client["level"] = json!(USER_LEVEL);
+        client
+    }
+
+    #[test]
+    fn streamed_clients_print_exactly_as_a_value_tree_would() {
+        let template = Template::parse(&TEMPLATE.replace(
+            r#""port": 1004, "settings": {"network": "tcp"}"#,
+            r#""port": 1004, "settings": {"method": "2022-blake3-aes-128-gcm"}"#,
+        ))
+        .unwrap();
+        let listed = [
+            user("3.c", &["vm", "vl", "tr", "ss"]),
+            user("1.a", &["vm", "ss"]),
+            user("2.b", &["vl", "tr", "unknown"]),
+        ];
+        let users: EncodedUsers = listed.iter().cloned().collect();
+        for kind in [CoreKind::V2Ray, CoreKind::Xray] {
+            let rendered = template.render(&users, kind, 4321);
+            let mut tree = rendered.skeleton().clone();
+            let clients = template.clients(&listed);
+            for inbound in tree["inbounds"].as_array_mut().unwrap() {
+                let Some(tag) = inbound["tag"].as_str().map(str::to_owned) else {
+                    continue;
+                };
+                if let Some(settings) = inbound["settings"].as_object_mut()
+                    && settings.contains_key("clients")
+                {
+                    let list = clients[&tag]
+                        .iter()
+                        .map(|(email, credential)| client_value(email, credential, kind))
+                        .collect();
+                    settings.insert("clients".into(), Value::Array(list));
+                }
+            }
+            let streamed = serde_json::to_string_pretty(&rendered).unwrap();
+            assert_eq!(streamed, serde_json::to_string_pretty(&tree).unwrap());
+            assert!(streamed.contains(r#""email": "3.c""#), "{streamed}");
+        }
     }
 
     #[test]

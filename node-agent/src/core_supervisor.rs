@@ -7,16 +7,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nexpoint_proto::agent::CoreStatus;
-use serde_json::Value;
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use crate::atomic_file::{PRIVATE, write_atomic};
+use crate::atomic_file::{PRIVATE, write_atomic_with};
 use crate::core_api::CoreApi;
 use crate::core_kind::{self, CoreIdentity, CoreKind};
 use crate::core_logs::CoreLogs;
 use crate::core_process::{CoreRun, ExitNotifier, RunExit, pick_error_line};
 use crate::orphan_core::CoreRunRecord;
+use crate::rendered_config::RenderedConfig;
 use crate::state_dir::StateDir;
 
 /// Upper bound for `core -test`.
@@ -141,7 +141,7 @@ impl CoreSupervisor {
     }
 
     /// Lets the core validate a config without touching the running one.
-    pub async fn validate(&mut self, config: &Value) -> Result<(), CoreError> {
+    pub async fn validate(&mut self, config: &RenderedConfig<'_>) -> Result<(), CoreError> {
         let identity = self.identify().await?;
         let path = self.state_dir.candidate_core_config();
         let result = test_config(&self.settings.bin, identity.kind, &path, config).await;
@@ -154,7 +154,11 @@ impl CoreSupervisor {
     /// Starts the core with `config` (whose API inbound listens on
     /// `api_port`) and waits until the API answers. Any previous run must
     /// is stopped first.
-    pub async fn start(&mut self, config: &Value, api_port: u16) -> Result<(), CoreError> {
+    pub async fn start(
+        &mut self,
+        config: &RenderedConfig<'_>,
+        api_port: u16,
+    ) -> Result<(), CoreError> {
         self.stop().await;
         let identity = self.identify().await?;
         let path = self.state_dir.core_config();
@@ -318,9 +322,14 @@ pub async fn test_config(
     bin: &Path,
     kind: CoreKind,
     path: &Path,
-    config: &Value,
+    config: &RenderedConfig<'_>,
 ) -> Result<(), CoreError> {
     write_config(path, config)?;
+    test_written_config(bin, kind, path).await
+}
+
+/// [`test_config`] for a config already written to `path`.
+pub async fn test_written_config(bin: &Path, kind: CoreKind, path: &Path) -> Result<(), CoreError> {
     let output = run_config_test(bin, &kind.test_args(path)).await;
     // The file holds credentials: never leave it behind.
     let _ = std::fs::remove_file(path);
@@ -341,10 +350,14 @@ pub async fn test_config(
     Err(CoreError::Rejected(line))
 }
 
-fn write_config(path: &Path, config: &Value) -> Result<(), CoreError> {
-    let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
+/// Streams `config` to `path`: with 100,000 users it is tens of MiB of
+/// JSON that is never held in memory whole.
+pub fn write_config(path: &Path, config: &RenderedConfig<'_>) -> Result<(), CoreError> {
     // Private: the config holds every user's credentials.
-    write_atomic(path, &bytes, PRIVATE).map_err(|source| CoreError::WriteConfig {
+    write_atomic_with(path, PRIVATE, |out| {
+        serde_json::to_writer_pretty(out, config).map_err(std::io::Error::from)
+    })
+    .map_err(|source| CoreError::WriteConfig {
         path: path.display().to_string(),
         source,
     })

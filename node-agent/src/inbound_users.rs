@@ -115,6 +115,23 @@ pub fn credential_for(inbound: &ManagedInbound, user: &UserSpec) -> Option<Crede
     }
 }
 
+/// The credential `user` has as a client of `inbound`: none when the user
+/// does not name the inbound's tag, or lacks an account for its protocol.
+pub fn client_of(inbound: &ManagedInbound, user: &UserSpec) -> Option<Credential> {
+    if !user.inbound_tags.iter().any(|t| t == &inbound.tag) {
+        return None;
+    }
+    let credential = credential_for(inbound, user);
+    if credential.is_none() {
+        tracing::warn!(
+            email = %user.email,
+            inbound = %inbound.tag,
+            "user has no account for the inbound's protocol; not added"
+        );
+    }
+    credential
+}
+
 /// Assigns users to the managed inbounds named in their `inbound_tags`. Every
 /// managed inbound gets an entry, possibly empty. Users naming an unknown tag
 /// or lacking an account for the inbound's protocol are left out of it.
@@ -123,18 +140,8 @@ pub fn clients_by_tag(inbounds: &[ManagedInbound], users: &[UserSpec]) -> Client
     for inbound in inbounds {
         let clients = out.entry(inbound.tag.clone()).or_default();
         for user in users {
-            if !user.inbound_tags.iter().any(|t| t == &inbound.tag) {
-                continue;
-            }
-            match credential_for(inbound, user) {
-                Some(credential) => {
-                    clients.insert(user.email.clone(), credential);
-                }
-                None => tracing::warn!(
-                    email = %user.email,
-                    inbound = %inbound.tag,
-                    "user has no account for the inbound's protocol; not added"
-                ),
+            if let Some(credential) = client_of(inbound, user) {
+                clients.insert(user.email.clone(), credential);
             }
         }
     }

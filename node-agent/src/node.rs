@@ -9,22 +9,24 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use nexpoint_proto::agent::{
-    ApplyResponse, ChangeSet, CollectUsageResponse, CoreStatus, HealthResponse, Snapshot, UserSpec,
+    ApplyResponse, ChangeSet, CollectUsageResponse, CoreStatus, HealthResponse, UserSpec,
 };
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::applied_state::{AppliedState, StateFileError};
 use crate::core_api::{CoreApi, CoreApiError};
 use crate::core_config::{ConfigError, Template};
+use crate::core_kind::CoreKind;
 use crate::core_logs::CoreLogs;
 use crate::core_process::RunExit;
 use crate::core_supervisor::{
-    CoreError, CoreSettings, CoreSupervisor, free_loopback_port, test_config,
+    CoreError, CoreSettings, CoreSupervisor, free_loopback_port, test_written_config, write_config,
 };
+use crate::encoded_users::EncodedUsers;
 use crate::inbound_users::{UserChange, diff};
 use crate::orphan_core;
+use crate::rendered_config::RenderedConfig;
 use crate::state_dir::StateDir;
 use crate::usage_journal::{JournalError, Reading, UsageJournal};
 
@@ -204,11 +206,15 @@ impl Node {
         &self.state_dir
     }
 
-    pub async fn apply_snapshot(&self, snapshot: Snapshot) -> Result<ApplyResponse, ApplyError> {
+    /// Makes `snapshot` (a `Snapshot`, or one decoded as the state it
+    /// describes) the applied state.
+    pub async fn apply_snapshot(
+        &self,
+        snapshot: impl Into<AppliedState>,
+    ) -> Result<ApplyResponse, ApplyError> {
+        let next = snapshot.into();
         let mut inner = self.inner.lock().await;
-        let result = self
-            .converge(&mut inner, AppliedState::from_snapshot(snapshot))
-            .await;
+        let result = self.converge(&mut inner, next).await;
         self.publish(&inner);
         result.map(|()| self.response())
     }
@@ -234,7 +240,7 @@ impl Node {
                 let applied = inner.applied.as_ref().expect("checked above");
                 let next = applied.with_changes(
                     changes.revision,
-                    changes.upserts,
+                    &changes.upserts,
                     &changes.removed_emails,
                 );
                 self.converge(&mut inner, next).await
@@ -287,11 +293,7 @@ impl Node {
             return Ok(false);
         }
         let applied = inner.applied.as_mut().expect("checked above");
-        applied.apply(
-            changes.revision,
-            changes.upserts.clone(),
-            &changes.removed_emails,
-        );
+        applied.apply(changes.revision, &changes.upserts, &changes.removed_emails);
         // Memory follows the core even if the disk did not take it: the
         // control plane sees the error and resends.
         applied.save_changes(&self.state_dir.applied_state(), changes)?;
@@ -311,10 +313,9 @@ impl Node {
                 .applied
                 .as_ref()
                 .expect("same_template implies applied");
-            let changes = diff(
-                &template.clients(&applied.user_list()),
-                &template.clients(&next.user_list()),
-            );
+            // Only the users that differ are decoded and diffed.
+            let (before, after) = next.users.changed_since(&applied.users);
+            let changes = diff(&template.clients(&before), &template.clients(&after));
             let live = changes.iter().all(|change| {
                 template
                     .inbounds
@@ -371,7 +372,8 @@ impl Node {
         next: AppliedState,
         same_template: bool,
     ) -> Result<(), ApplyError> {
-        let (config, port) = self.render(inner, template, &next).await?;
+        let kind = inner.core.identify().await?.kind;
+        let (config, port) = render_with_users(template, &next.users, kind)?;
         // A config the core rejects never replaces a running one.
         inner.core.validate(&config).await?;
         self.flush_usage(inner).await;
@@ -408,16 +410,6 @@ impl Node {
         result.map_err(Into::into)
     }
 
-    async fn render(
-        &self,
-        inner: &mut Inner,
-        template: &Template,
-        state: &AppliedState,
-    ) -> Result<(Value, u16), ApplyError> {
-        let kind = inner.core.identify().await?.kind;
-        render_with_users(template, &state.user_list(), kind)
-    }
-
     /// Renders `template_json` exactly as an apply would (the applied users,
     /// API inbound, stats, policy) and has the core check it, without
     /// touching the running core, the applied state or the core's status.
@@ -433,14 +425,9 @@ impl Node {
         };
         // One check at a time: they share the file the core reads.
         let _serial = self.config_tests.lock().await;
-        let (bin, known_kind, users) = {
+        let (bin, known_kind) = {
             let inner = self.inner.lock().await;
-            let users = inner
-                .applied
-                .as_ref()
-                .map(AppliedState::user_list)
-                .unwrap_or_default();
-            (inner.core.settings().bin.clone(), inner.core.kind(), users)
+            (inner.core.settings().bin.clone(), inner.core.kind())
         };
         let kind = match known_kind {
             Some(kind) => kind,
@@ -451,9 +438,17 @@ impl Node {
                 Err(e) => return Ok(Err(e.to_string())),
             },
         };
-        let (config, _port) = render_with_users(&template, &users, kind)?;
         let path = self.state_dir.tested_core_config();
-        match test_config(&bin, kind, &path, &config).await {
+        {
+            // Written under the lock, which keeps the applied users as they
+            // are while they stream out; the core's check runs without it.
+            let inner = self.inner.lock().await;
+            let none = EncodedUsers::default();
+            let users = inner.applied.as_ref().map_or(&none, |a| &a.users);
+            let (config, _port) = render_with_users(&template, users, kind)?;
+            write_config(&path, &config)?;
+        }
+        match test_written_config(&bin, kind, &path).await {
             Ok(()) => Ok(Ok(())),
             Err(CoreError::Rejected(line) | CoreError::Unusable(line)) => Ok(Err(line)),
             Err(e) => Err(e.into()),
@@ -462,12 +457,22 @@ impl Node {
 
     /// (Re)starts the core from the applied state.
     async fn start_applied(&self, inner: &mut Inner) -> Result<(), ApplyError> {
-        let Some(state) = inner.applied.clone() else {
+        let Some(state) = &inner.applied else {
             return Ok(());
         };
         let template = Template::parse(&state.core_config_json)?;
-        let (config, port) = self.render(inner, &template, &state).await?;
-        inner.core.start(&config, port).await?;
+        let kind = inner.core.identify().await?.kind;
+        // The config streams from the applied users while the core's
+        // half of `inner` writes it.
+        let Inner {
+            applied: Some(state),
+            core,
+        } = inner
+        else {
+            unreachable!("checked above");
+        };
+        let (config, port) = render_with_users(&template, &state.users, kind)?;
+        core.start(&config, port).await?;
         Ok(())
     }
 
@@ -603,13 +608,13 @@ impl Node {
 
 /// The full config for `users` with a fresh API port (not one of the
 /// template's inbound ports): what the core runs, or checks.
-fn render_with_users(
-    template: &Template,
-    users: &[nexpoint_proto::agent::UserSpec],
-    kind: crate::core_kind::CoreKind,
-) -> Result<(Value, u16), ApplyError> {
+fn render_with_users<'a>(
+    template: &'a Template,
+    users: &'a EncodedUsers,
+    kind: CoreKind,
+) -> Result<(RenderedConfig<'a>, u16), ApplyError> {
     let port = free_loopback_port(&template.inbound_ports()).map_err(ApplyError::Port)?;
-    Ok((template.render(&template.clients(users), kind, port), port))
+    Ok((template.render(users, kind, port), port))
 }
 
 /// Restarts the core after it died (or failed to start), with backoff.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nexpoint_proto::agent::agent_server::AgentServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -19,6 +18,7 @@ use crate::core_kind::default_core_bin;
 use crate::core_supervisor::CoreSettings;
 use crate::enroll::load_enrollment;
 use crate::node::{Backoff, Node, NodeSettings};
+use crate::snapshot_route::AgentRoutes;
 use crate::state_dir::StateDir;
 use crate::{node_identity, tls_incoming};
 
@@ -78,11 +78,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
 
     let serve = Server::builder()
-        .add_service(
-            AgentServer::new(service)
-                .max_decoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(nexpoint_proto::MAX_MESSAGE_BYTES),
-        )
+        .add_service(AgentRoutes::new(
+            service,
+            node.clone(),
+            nexpoint_proto::MAX_MESSAGE_BYTES,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let drained = async {
         shutdown.cancelled().await;

@@ -23,23 +23,23 @@ use crate::agent::UserSpec;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserSet {
     users: BTreeMap<String, UserSpec>,
-    sum: [u64; 4],
+    sum: UserSum,
 }
 
 impl UserSet {
     /// Adds or replaces the user with the same email; returns the old one.
     pub fn insert(&mut self, user: UserSpec) -> Option<UserSpec> {
-        add(&mut self.sum, &user_hash(&user));
+        self.sum.add(&canonical_encoding(&user));
         let old = self.users.insert(user.email.clone(), user);
         if let Some(old) = &old {
-            sub(&mut self.sum, &user_hash(old));
+            self.sum.sub(&canonical_encoding(old));
         }
         old
     }
 
     pub fn remove(&mut self, email: &str) -> Option<UserSpec> {
         let old = self.users.remove(email)?;
-        sub(&mut self.sum, &user_hash(&old));
+        self.sum.sub(&canonical_encoding(&old));
         Some(old)
     }
 
@@ -66,10 +66,31 @@ impl UserSet {
 
     /// Hex SHA-256 over the core config template and the users' sum.
     pub fn digest(&self, core_config_json: &str) -> String {
+        self.sum.digest(core_config_json)
+    }
+}
+
+/// The users' part of the digest on its own, for a holder that keeps its
+/// users in another form than [`UserSet`] (the agent keeps them encoded).
+/// Users enter and leave it as their [`canonical_encoding`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserSum([u64; 4]);
+
+impl UserSum {
+    pub fn add(&mut self, canonical_user: &[u8]) {
+        add(&mut self.0, &user_hash(canonical_user));
+    }
+
+    pub fn sub(&mut self, canonical_user: &[u8]) {
+        sub(&mut self.0, &user_hash(canonical_user));
+    }
+
+    /// Hex SHA-256 over the core config template and the users' sum.
+    pub fn digest(&self, core_config_json: &str) -> String {
         let mut hasher = Sha256::new();
         hasher.update((core_config_json.len() as u64).to_be_bytes());
         hasher.update(core_config_json.as_bytes());
-        for limb in self.sum {
+        for limb in self.0 {
             hasher.update(limb.to_be_bytes());
         }
         hex::encode(hasher.finalize())
@@ -107,19 +128,23 @@ pub fn state_digest<'a>(
         .digest(core_config_json)
 }
 
-/// SHA-256 of the user's canonical form (inbound tags sorted, without
-/// repeats). Protobuf encoding of a message without maps is deterministic,
+/// The user's protobuf encoding with its inbound tags sorted and without
+/// repeats. Protobuf encoding of a message without maps is deterministic,
 /// so both sides produce the same bytes.
-fn user_hash(user: &UserSpec) -> [u64; 4] {
-    let bytes = if user.inbound_tags.is_sorted_by(|a, b| a < b) {
+pub fn canonical_encoding(user: &UserSpec) -> Vec<u8> {
+    if user.inbound_tags.is_sorted_by(|a, b| a < b) {
         user.encode_to_vec()
     } else {
         let mut canonical = user.clone();
         canonical.inbound_tags.sort();
         canonical.inbound_tags.dedup();
         canonical.encode_to_vec()
-    };
-    let hash = Sha256::digest(&bytes);
+    }
+}
+
+/// SHA-256 of a user's canonical encoding, as four limbs.
+fn user_hash(canonical_user: &[u8]) -> [u64; 4] {
+    let hash = Sha256::digest(canonical_user);
     std::array::from_fn(|i| u64::from_be_bytes(hash[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
 }
 
