@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::outbox::{self, UserNote};
+use super::outbox::{self, Notice, UserNote};
 use super::user_changes::deadline_of;
 use super::{Backend, Store, StoreError, now, revision};
 use crate::domain::{Account, Action, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
@@ -269,8 +269,6 @@ impl Store {
     /// notification (by its owner); a taken username (in any case) is a
     /// conflict.
     pub async fn insert_user(&self, user: UserDraft) -> Result<User, StoreError> {
-        // Everything but the id and the owner's name is what was sent: the
-        // row is not read back.
         let now = now();
         let deadline = deadline_of(&user.account, now);
         let mut tx = self.begin_write().await?;
@@ -297,41 +295,50 @@ impl Store {
         };
         let (id, admin_username) = returned;
         let created = UserNote::new(Action::UserCreated, admin_username.as_deref());
-        outbox::enqueue_for_users(&mut tx, &BTreeMap::from([(id, vec![created])]), now).await?;
+        let user = inserted(id, admin_username, user);
+        outbox::enqueue(&mut tx, &[Notice::user(&user, &created, now)], now).await?;
         tx.commit().await?;
         self.deadlines.written(deadline);
         self.outbox.committed();
-        let a = user.account;
-        Ok(User {
-            id,
-            username: user.username,
-            status: a.status,
-            proxies: user.proxies,
-            excluded_inbounds: user.excluded_inbounds,
-            // A new user's counters start at zero (see insert_user_sql).
-            used_traffic: 0,
-            lifetime_used_traffic: 0,
-            data_limit: a.data_limit,
-            data_limit_reset_strategy: a.data_limit_reset_strategy,
-            expire: a.expire,
-            note: user.note,
-            admin_id: user.admin_id,
-            admin_username,
-            on_hold_expire_duration: a.on_hold_expire_duration,
-            on_hold_timeout: a.on_hold_timeout,
-            auto_delete_in_days: a.auto_delete_in_days,
-            sub_revoked_at: None,
-            sub_updated_at: None,
-            sub_last_user_agent: None,
-            online_at: None,
-            created_at: a.created_at,
-            edit_at: None,
-            next_plan: a.next_plan,
-            last_status_change: a.last_status_change,
-            last_usage_reset_at: a.last_usage_reset_at,
-        })
+        Ok(user)
     }
+}
 
+/// The user `insert_user` stored as `id`: everything but the id and the
+/// owner's name is what was sent, so the row is not read back.
+fn inserted(id: i64, admin_username: Option<String>, user: UserDraft) -> User {
+    let a = user.account;
+    User {
+        id,
+        username: user.username,
+        status: a.status,
+        proxies: user.proxies,
+        excluded_inbounds: user.excluded_inbounds,
+        // A new user's counters start at zero (see insert_user_sql).
+        used_traffic: 0,
+        lifetime_used_traffic: 0,
+        data_limit: a.data_limit,
+        data_limit_reset_strategy: a.data_limit_reset_strategy,
+        expire: a.expire,
+        note: user.note,
+        admin_id: user.admin_id,
+        admin_username,
+        on_hold_expire_duration: a.on_hold_expire_duration,
+        on_hold_timeout: a.on_hold_timeout,
+        auto_delete_in_days: a.auto_delete_in_days,
+        sub_revoked_at: None,
+        sub_updated_at: None,
+        sub_last_user_agent: None,
+        online_at: None,
+        created_at: a.created_at,
+        edit_at: None,
+        next_plan: a.next_plan,
+        last_status_change: a.last_status_change,
+        last_usage_reset_at: a.last_usage_reset_at,
+    }
+}
+
+impl Store {
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
         Ok(
             sqlx::query_as(&format!("{SELECT} WHERE u.username_lower = $1"))
