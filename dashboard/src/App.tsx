@@ -91,7 +91,7 @@ export function App() {
       <DirectionProvider>
         <MantineProvider theme={theme} defaultColorScheme="auto">
           <SyncDirection />
-          <Notifications position="top-center" />
+          <Notifications position="bottom-right" autoClose={2500} />
           <QueryClientProvider client={queryClient}>
             <ModalsProvider>
             <AuthProvider>

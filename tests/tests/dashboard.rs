@@ -32,7 +32,13 @@ const INSTALL_HINT: &str = "run scripts/install-test-tools.sh";
 fn artifact_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"));
     target.join("test-artifacts").join("dashboard")
 }
@@ -122,7 +128,11 @@ async fn dashboard_in_chromium_with_a_real_node() {
         .send()
         .await
         .expect("GET /dashboard");
-    assert_eq!(res.url().path(), "/dashboard/", "/dashboard redirects to /dashboard/");
+    assert_eq!(
+        res.url().path(),
+        "/dashboard/",
+        "/dashboard redirects to /dashboard/"
+    );
     let res = http
         .get(cp.url("/dashboard/users/someone"))
         .send()
@@ -146,13 +156,22 @@ async fn dashboard_in_chromium_with_a_real_node() {
         res.headers()["cache-control"],
         "public, max-age=31536000, immutable"
     );
-    assert!(res.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
     let res = http
         .get(cp.url("/dashboard/assets/missing-123.js"))
         .send()
         .await
         .expect("GET a missing asset");
-    assert_eq!(res.status(), 404, "a missing asset is not answered with the page");
+    assert_eq!(
+        res.status(),
+        404,
+        "a missing asset is not answered with the page"
+    );
 
     run_browser(
         "e2e",
@@ -231,7 +250,10 @@ async fn users_page_with_100000_users() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("big.db").display());
     let start = Instant::now();
     fill_users(&url, users).await;
-    println!("filled {users} users in {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "filled {users} users in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let cp = ControlPlane::start_with(ControlPlaneOptions {
         database_url: Some(url),
         ..Default::default()

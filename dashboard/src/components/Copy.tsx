@@ -1,5 +1,6 @@
 import { ActionIcon, CopyButton, Tooltip } from "@mantine/core";
 import { useI18n } from "../i18n";
+import { CheckIcon, CopyIcon } from "./icons";
 
 export function Copy({ value }: { value: string }) {
   const { t } = useI18n();
@@ -8,7 +9,7 @@ export function Copy({ value }: { value: string }) {
       {({ copied, copy }) => (
         <Tooltip label={copied ? t("common.copied") : t("common.copy")} withArrow>
           <ActionIcon variant="subtle" color={copied ? "teal" : "gray"} onClick={copy} aria-label={t("common.copy")}>
-            {copied ? "✓" : "⧉"}
+            {copied ? <CheckIcon /> : <CopyIcon />}
           </ActionIcon>
         </Tooltip>
       )}

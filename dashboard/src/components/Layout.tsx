@@ -2,6 +2,7 @@ import { ActionIcon, AppShell, Burger, Group, NavLink, ScrollArea, Select, Text,
 import { useDisclosure } from "@mantine/hooks";
 import { NavLink as RouterLink, Outlet, useLocation } from "react-router-dom";
 import { useAuth } from "../auth";
+import { ThemeIcon } from "./icons";
 import { LANGUAGES, isLanguage, useI18n, type MessageKey } from "../i18n";
 
 const LINKS: { to: string; key: MessageKey; sudo: boolean }[] = [
@@ -37,7 +38,7 @@ export function ThemeToggle() {
   return (
     <Tooltip label={t("theme.toggle")}>
       <ActionIcon variant="default" size="lg" onClick={toggleColorScheme} aria-label={t("theme.toggle")}>
-        ◐
+        <ThemeIcon />
       </ActionIcon>
     </Tooltip>
   );

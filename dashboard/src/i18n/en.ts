@@ -81,6 +81,7 @@ export const en = {
   "users.links": "Links",
   "users.subscription": "Subscription link",
   "users.usageChart": "Usage by node, last 7 days",
+  "users.lifetime": "Lifetime usage",
   "users.daysLeft": "{days} days left",
   "form.username": "Username",
   "form.usernameInvalid": "3 to 32 characters: letters, digits, - _ @ .",

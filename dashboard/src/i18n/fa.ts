@@ -82,6 +82,7 @@ export const fa: Dictionary = {
   "users.links": "لینک‌ها",
   "users.subscription": "لینک اشتراک",
   "users.usageChart": "مصرف به تفکیک نود، ۷ روز اخیر",
+  "users.lifetime": "مصرف کل",
   "users.daysLeft": "{days} روز مانده",
   "form.username": "نام کاربری",
   "form.usernameInvalid": "۳ تا ۳۲ نویسه: حروف، ارقام، - _ @ .",

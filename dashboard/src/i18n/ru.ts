@@ -81,6 +81,7 @@ export const ru: Dictionary = {
   "users.links": "Ссылки",
   "users.subscription": "Ссылка подписки",
   "users.usageChart": "Трафик по узлам за 7 дней",
+  "users.lifetime": "Всего за всё время",
   "users.daysLeft": "Осталось дней: {days}",
   "form.username": "Имя пользователя",
   "form.usernameInvalid": "От 3 до 32 символов: буквы, цифры, - _ @ .",

@@ -81,6 +81,7 @@ export const zh: Dictionary = {
   "users.links": "链接",
   "users.subscription": "订阅链接",
   "users.usageChart": "近 7 天各节点用量",
+  "users.lifetime": "累计用量",
   "users.daysLeft": "剩余 {days} 天",
   "form.username": "用户名",
   "form.usernameInvalid": "3 到 32 个字符：字母、数字、- _ @ .",

@@ -95,7 +95,7 @@ export default function UserDetail() {
             {limit > 0 && <Progress value={Math.min(100, (u.used_traffic / limit) * 100)} />}
             <Text size="sm">{t("users.expire")}: {u.status === "on_hold" ? `${t("status.on_hold")} (${Math.round((u.on_hold_expire_duration ?? 0) / 86400)} d)` : u.expire ? formatDate(u.expire, lang) : t("common.never")}</Text>
             <Text size="sm">{t("users.created")}: {formatDate(u.created_at, lang)}</Text>
-            <Text size="sm">Lifetime: {formatBytes(u.lifetime_used_traffic)}</Text>
+            <Text size="sm">{t("users.lifetime")}: {formatBytes(u.lifetime_used_traffic)}</Text>
             {u.sub_last_user_agent && <Text size="xs" c="dimmed">{u.sub_last_user_agent} · {formatDate(u.sub_updated_at, lang)}</Text>}
             {u.note && <Text size="sm">{t("form.note")}: {u.note}</Text>}
             {u.next_plan && <Text size="sm">{t("form.nextPlan")}: {formatBytes(u.next_plan.data_limit ?? 0)}, {Math.round((u.next_plan.expire ?? 0) / 86400)} d</Text>}

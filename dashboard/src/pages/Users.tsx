@@ -157,7 +157,7 @@ export default function Users() {
                 <Checkbox aria-label="select all" checked={allOnPage} onChange={toggleAll} />
               </Table.Th>
               <Table.Th><SortHeader label={t("users.username")} sortKey="username" sort={sort} onSort={setSort} /></Table.Th>
-              <Table.Th>{t("users.status")}</Table.Th>
+              <Table.Th visibleFrom="sm">{t("users.status")}</Table.Th>
               <Table.Th><SortHeader label={t("users.usage")} sortKey="used_traffic" sort={sort} onSort={setSort} /></Table.Th>
               <Table.Th visibleFrom="sm"><SortHeader label={t("users.expire")} sortKey="expire" sort={sort} onSort={setSort} /></Table.Th>
               {isSudo && <Table.Th visibleFrom="md">{t("users.owner")}</Table.Th>}
@@ -170,10 +170,11 @@ export default function Users() {
                   <Checkbox aria-label={u.username} checked={selected.has(u.username)} onChange={() => toggle(u.username)} />
                 </Table.Td>
                 <Table.Td>
-                  <Text size="sm" fw={500} style={{ wordBreak: "break-all" }}>{u.username}</Text>
+                  <Text size="sm" fw={500} style={{ overflowWrap: "anywhere" }}>{u.username}</Text>
+                  <Group hiddenFrom="sm" gap={4} mt={2}><StatusBadge status={u.status} /></Group>
                   {u.note && <Text size="xs" c="dimmed" lineClamp={1}>{u.note}</Text>}
                 </Table.Td>
-                <Table.Td><StatusBadge status={u.status} /></Table.Td>
+                <Table.Td visibleFrom="sm"><StatusBadge status={u.status} /></Table.Td>
                 <Table.Td><UsageCell user={u} /></Table.Td>
                 <Table.Td visibleFrom="sm">
                   <Text size="xs">{u.expire ? (daysUntil(u.expire) >= 0 ? t("users.daysLeft", { days: daysUntil(u.expire) }) : new Date(u.expire * 1000).toLocaleDateString(lang)) : "∞"}</Text>
