@@ -173,6 +173,23 @@ async fn dashboard_in_chromium_with_a_real_node() {
         "a missing asset is not answered with the page"
     );
 
+    let reseller_password = "reseller-pw-1";
+    let res = cp
+        .api(reqwest::Method::POST, "/api/admin")
+        .json(&serde_json::json!({
+            "username": "reseller",
+            "password": reseller_password,
+            "is_sudo": false,
+        }))
+        .send()
+        .await
+        .expect("POST /api/admin");
+    assert!(
+        res.status().is_success(),
+        "creating a non-sudo admin: {}",
+        res.status()
+    );
+
     run_browser(
         "e2e",
         &cp.base_url,
@@ -180,6 +197,7 @@ async fn dashboard_in_chromium_with_a_real_node() {
             "username": ADMIN_USERNAME,
             "password": cp.admin_password,
             "node": "edge-1",
+            "reseller": { "username": "reseller", "password": reseller_password },
         }),
     )
     .await;
