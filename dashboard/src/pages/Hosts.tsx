@@ -45,7 +45,12 @@ export default function Hosts() {
   const hosts = useHosts();
   const client = useQueryClient();
   const [draft, setDraft] = useState<Record<string, Host[]>>({});
-  useEffect(() => { if (hosts.data) setDraft(hosts.data); }, [hosts.data]);
+  const [open, setOpen] = useState<string[]>([]);
+  useEffect(() => {
+    if (!hosts.data) return;
+    setDraft(hosts.data);
+    setOpen((prev) => (prev.length ? prev : Object.keys(hosts.data).slice(0, 1)));
+  }, [hosts.data]);
   const save = useMutation({
     mutationFn: () => request("/hosts", { method: "PUT", json: draft }),
     onSuccess: () => { notifySaved(t); void client.invalidateQueries({ queryKey: ["hosts"] }); },
@@ -58,7 +63,7 @@ export default function Hosts() {
         <Button onClick={() => save.mutate()} loading={save.isPending}>{t("common.save")}</Button>
       </Group>
       {save.isError && <Alert color="red">{errorMessage(save.error, t)}</Alert>}
-      <Accordion variant="separated" multiple defaultValue={Object.keys(draft).slice(0, 1)}>
+      <Accordion variant="separated" multiple value={open} onChange={setOpen}>
         {Object.entries(draft).map(([tag, list]) => (
           <Accordion.Item key={tag} value={tag}>
             <Accordion.Control>
