@@ -68,7 +68,7 @@ function Owner({ user }: { user: User }) {
 
 export default function UserDetail() {
   const { username = "" } = useParams();
-  const { t, lang } = useI18n();
+  const { t, lang, dir } = useI18n();
   const { isSudo } = useAuth();
   const user = useUser(username);
   const usage = useUserUsageByDay(username);
@@ -80,7 +80,7 @@ export default function UserDetail() {
   const limit = u.data_limit ?? 0;
   return (
     <Stack>
-      <Anchor component={Link} to="/users" size="sm">← {t("nav.users")}</Anchor>
+      <Anchor component={Link} to="/users" size="sm">{dir === "rtl" ? "→" : "←"} {t("nav.users")}</Anchor>
       <Group justify="space-between" align="center">
         <Group gap="sm">
           <Title order={2} style={{ wordBreak: "break-all" }} data-testid="user-title">{u.username}</Title>
@@ -91,11 +91,11 @@ export default function UserDetail() {
       <SimpleGrid cols={{ base: 1, md: 2 }}>
         <Card withBorder>
           <Stack gap={6}>
-            <Text size="sm">{t("users.usage")}: <b>{formatBytes(u.used_traffic)}</b> / {limit > 0 ? formatBytes(limit) : t("common.unlimited")} ({t(`reset.${u.data_limit_reset_strategy}`)})</Text>
+            <Text size="sm">{t("users.usage")}: <bdi><b>{formatBytes(u.used_traffic)}</b> / {limit > 0 ? formatBytes(limit) : t("common.unlimited")}</bdi> ({t(`reset.${u.data_limit_reset_strategy}`)})</Text>
             {limit > 0 && <Progress value={Math.min(100, (u.used_traffic / limit) * 100)} />}
             <Text size="sm">{t("users.expire")}: {u.status === "on_hold" ? `${t("status.on_hold")} (${Math.round((u.on_hold_expire_duration ?? 0) / 86400)} d)` : u.expire ? formatDate(u.expire, lang) : t("common.never")}</Text>
             <Text size="sm">{t("users.created")}: {formatDate(u.created_at, lang)}</Text>
-            <Text size="sm">{t("users.lifetime")}: {formatBytes(u.lifetime_used_traffic)}</Text>
+            <Text size="sm">{t("users.lifetime")}: <bdi>{formatBytes(u.lifetime_used_traffic)}</bdi></Text>
             {u.sub_last_user_agent && <Text size="xs" c="dimmed">{u.sub_last_user_agent} · {formatDate(u.sub_updated_at, lang)}</Text>}
             {u.note && <Text size="sm">{t("form.note")}: {u.note}</Text>}
             {u.next_plan && <Text size="sm">{t("form.nextPlan")}: {formatBytes(u.next_plan.data_limit ?? 0)}, {Math.round((u.next_plan.expire ?? 0) / 86400)} d</Text>}

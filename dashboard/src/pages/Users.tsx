@@ -31,7 +31,9 @@ function UsageCell({ user }: { user: User }) {
   return (
     <Stack gap={2} miw={110}>
       <Text size="xs">
-        {formatBytes(user.used_traffic)} / {limit > 0 ? formatBytes(limit) : "∞"}
+        <bdi>
+          {formatBytes(user.used_traffic)} / {limit > 0 ? formatBytes(limit) : "∞"}
+        </bdi>
       </Text>
       {limit > 0 && <Progress size="xs" value={percent} color={percent > 90 ? "red" : "blue"} />}
     </Stack>
