@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one run command: builds the control plane (release) and serves it.
+# The one run command: builds the dashboard and the control plane (release)
+# and serves both (the dashboard at http://<listen>/dashboard/).
 #   NEXPOINT_LISTEN         listen address       (default 127.0.0.1:8000)
 #   NEXPOINT_DATA_DIR       data directory       (default ./data)
 #   NEXPOINT_DATABASE_URL   database URL         (default: SQLite inside the data dir)
@@ -29,6 +30,7 @@ elif [ -z "${NEXPOINT_SUDO_USERNAME:-}" ] || [ -z "${NEXPOINT_SUDO_PASSWORD:-}" 
   exit 2
 fi
 
+scripts/build-dashboard.sh
 cargo build --release --bin nexpoint
 mkdir -p "$DATA_DIR"
 

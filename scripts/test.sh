@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: installs the real proxy programs, builds the binaries the
-# end-to-end tests start, then runs every test suite of the workspace.
+# The one test command: installs the real proxy programs, builds and tests the
+# dashboard, builds the binaries the end-to-end tests start, then runs every
+# test suite of the workspace.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,6 +10,9 @@ scripts/install-test-tools.sh
 . .tools/env
 export NEXPOINT_TEST_POSTGRES_URL="${NEXPOINT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
+# The dashboard first: its component tests, and the dist the binaries serve
+# (the browser tests drive it).
+scripts/build-dashboard.sh --test
 # tests/ starts target/debug/nexpoint and target/debug/nexpoint-node: build them first.
 cargo build --workspace --bins
 log="$(mktemp)"

@@ -67,6 +67,9 @@ pub struct ServeArgs {
         default_value_t = 1440
     )]
     pub enrollment_expire_minutes: i64,
+    /// Where the admin dashboard is served (any path but the root).
+    #[arg(long, env = "NEXPOINT_DASHBOARD_PATH", default_value = "/dashboard/")]
+    pub dashboard_path: String,
     #[command(flatten)]
     pub subscription: SubscriptionArgs,
     #[command(flatten)]

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod host_stats;
 pub mod jobs;

@@ -157,7 +157,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         subscription: Arc::new(subscription),
         jobs: registry,
     };
-    let app = api::router(state);
+    let dashboard = crate::dashboard::normalise_base(&args.dashboard_path)
+        .map_err(anyhow::Error::msg)
+        .context("--dashboard-path")?;
+    let app = api::router(state).merge(crate::dashboard::router(&dashboard));
 
     // Tests and supervisors wait for this line rather than for time to pass.
     println!("listening on http://{local}");

@@ -31,6 +31,40 @@ async fn login_gives_a_bearer_token_and_wrong_passwords_a_detail() {
 }
 
 #[tokio::test]
+async fn repeated_wrong_passwords_are_rate_limited_per_username() {
+    let db = TestDb::sqlite().await;
+    let app = app(&db).await;
+    for _ in 0..5 {
+        assert_eq!(app.login("root", "nope").await.0, StatusCode::UNAUTHORIZED);
+    }
+    // The sixth attempt is refused before the password is checked, even the right one.
+    let req = Request::post("/api/admin/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("username=Root&password=pw"))
+        .unwrap();
+    let (status, headers, body) = app.call(req).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("Too many"),
+        "{body}"
+    );
+    let wait: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=12).contains(&wait), "{wait}");
+    // Other admins still log in; a success clears an admin's own failures.
+    app.token("reseller").await;
+    assert_eq!(
+        app.login("reseller", "nope").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    app.token("reseller").await;
+}
+
+#[tokio::test]
 async fn a_password_change_invalidates_older_tokens() {
     let db = TestDb::sqlite().await;
     let app = app(&db).await;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::{CurrentAdmin, SudoAdmin, hash_password, verify_password};
 use super::extract::{Form, Json, Path, Query};
+use super::login_limit::LoginLimiter;
 use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::validate;
@@ -28,8 +29,11 @@ pub struct Token {
 
 #[utoipa::path(post, path = "/admin/token", tag = "Admin", security(),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = Token), (status = 401, body = Detail)))]
+    responses((status = 200, body = Token), (status = 401, body = Detail),
+        (status = 429, body = Detail, description = "Too many failed attempts from this address for this username")))]
 /// OAuth2 password flow, as Marzban clients send it.
+/// Failed attempts are limited per source address and username (a burst of
+/// five, then one per 12 s); a success clears them.
 /// Both outcomes are notified with the username and the source address,
 /// never the password tried.
 pub async fn token(
@@ -37,11 +41,26 @@ pub async fn token(
     extensions: axum::http::Extensions,
     Form(form): Form<TokenForm>,
 ) -> Result<Json<Token>, ApiError> {
-    let address = extensions
+    let ip = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let limiter = extensions.get::<LoginLimiter>();
+    if let Some(Err(wait)) = limiter.map(|l| l.check(ip, &form.username)) {
+        tracing::warn!(username = %form.username, %address, "admin login rate limited");
+        return Err(ApiError::TooManyRequests {
+            message: "Too many failed login attempts; try again later".into(),
+            retry_after: wait,
+        });
+    }
     let admin = state.store.admin_by_username(&form.username).await?;
     let admin = admin.filter(|a| verify_password(&form.password, &a.hashed_password));
+    if let Some(limiter) = limiter {
+        match admin {
+            Some(_) => limiter.succeeded(ip, &form.username),
+            None => limiter.failed(ip, &form.username),
+        }
+    }
     let notice = Notice::login(admin.is_some(), &form.username, &address, now());
     state.store.enqueue_notices(&[notice]).await?;
     let Some(admin) = admin else {

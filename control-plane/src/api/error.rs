@@ -23,6 +23,12 @@ pub enum ApiError {
     /// 422 with Marzban's flattened shape: `{"detail": {"field": "message"}}`.
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// 429 with `Retry-After` (whole seconds, rounded up).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -58,6 +64,9 @@ impl IntoResponse for ApiError {
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, json!(m)),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, json!(m)),
             Self::Conflict(m) => (StatusCode::CONFLICT, json!(m)),
+            Self::TooManyRequests { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, json!(message))
+            }
             Self::Validation { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, json!({ field: message }))
             }
@@ -75,6 +84,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -11,6 +11,7 @@ pub(crate) mod extract;
 mod home;
 mod hosts;
 mod jobs;
+mod login_limit;
 mod logs;
 mod node_core;
 mod nodes;
@@ -107,7 +108,9 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .route("/core/logs", get(logs::core_logs))
         .route("/node/{id}/logs", get(logs::node_logs));
-    let api = api.fallback(|| async { ApiError::NotFound("Not Found".into()) });
+    let api = api
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .layer(axum::Extension(login_limit::LoginLimiter::default()));
     let mut doc = openapi::ApiDoc::openapi();
     doc.merge(openapi);
     let mut doc = prefixed(doc, "/api");
