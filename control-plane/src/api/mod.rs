@@ -4,6 +4,7 @@
 
 mod admins;
 mod auth;
+mod complete_writes;
 mod core;
 pub(crate) mod dates;
 mod error;
@@ -110,7 +111,10 @@ pub fn router(state: AppState) -> Router {
         .route("/node/{id}/logs", get(logs::node_logs));
     let api = api
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
-        .layer(axum::Extension(login_limit::LoginLimiter::default()));
+        .layer(axum::Extension(login_limit::LoginLimiter::default()))
+        .layer(axum::middleware::from_fn(
+            complete_writes::run_to_completion,
+        ));
     let mut doc = openapi::ApiDoc::openapi();
     doc.merge(openapi);
     let mut doc = prefixed(doc, "/api");
