@@ -10,8 +10,52 @@ use crate::store::{NewAdmin, Store, StoreError};
 #[derive(Debug, Parser)]
 #[command(name = "nexpoint", version, about = "Nexpoint control plane")]
 pub struct Cli {
+    /// Log lines as text for people or JSON (one object a line) for collectors.
+    #[arg(long, global = true, env = "NEXPOINT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line, with secrets also read from `*_FILE`
+    /// files and systemd credentials (see `config::secrets`).
+    pub fn parse_with_secret_files() -> anyhow::Result<Self> {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = crate::config::secrets::with_secret_files(Self::command())?.get_matches();
+        Ok(Self::from_arg_matches(&matches)?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Installs the global subscriber: stderr, filtered by `filter_var`
+    /// (default `info`), colour only on a terminal.
+    pub fn init(self, filter_var: &str) {
+        use std::io::IsTerminal;
+        let filter = tracing_subscriber::EnvFilter::try_from_env(filter_var)
+            .unwrap_or_else(|_| "info".into());
+        let builder = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter);
+        match self {
+            Self::Text => builder
+                .with_ansi(
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                )
+                .init(),
+            Self::Json => builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .init(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

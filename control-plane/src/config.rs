@@ -1,5 +1,7 @@
 //! Settings of the control-plane daemon, from flags and `NEXPOINT_*` variables.
 
+pub mod secrets;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "NEXPOINT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Database URL (sqlite://PATH or postgres://...). Default: SQLite in the data directory.
-    #[arg(long, env = "NEXPOINT_DATABASE_URL")]
+    #[arg(long, env = "NEXPOINT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -67,6 +69,10 @@ pub struct ServeArgs {
         default_value_t = 1440
     )]
     pub enrollment_expire_minutes: i64,
+    /// Bearer token that `/metrics` requires. Without one, `/metrics`
+    /// answers loopback clients only.
+    #[arg(long, env = "NEXPOINT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub subscription: SubscriptionArgs,
     #[command(flatten)]

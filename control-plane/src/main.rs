@@ -1,16 +1,14 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = nexpoint::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NEXPOINT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let cli = match nexpoint::cli::Cli::parse_with_secret_files() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    cli.log_format.init("NEXPOINT_LOG");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

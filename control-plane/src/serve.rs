@@ -16,9 +16,11 @@ use crate::jobs::periodic::{self, JobSettings};
 use crate::jobs::scheduler::{self, JobRegistry};
 use crate::jobs::usage_retention::RetentionPolicy;
 use crate::jobs::{lifecycle_clock, usage_history};
+use crate::metrics::Metrics;
 use crate::nodes::NodeManager;
 use crate::notify::dispatcher::Dispatcher;
 use crate::pki::Pki;
+use crate::sd_notify;
 use crate::store::{NewAdmin, Store, StoreError};
 
 fn random_secret() -> String {
@@ -28,15 +30,14 @@ fn random_secret() -> String {
 /// The sudo admin named by NEXPOINT_SUDO_USERNAME/PASSWORD, created or given
 /// that password at every start (the environment is the source of truth).
 async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
-    let (Ok(username), Ok(password)) = (
+    let (Ok(username), Some(password)) = (
         std::env::var("NEXPOINT_SUDO_USERNAME"),
-        std::env::var("NEXPOINT_SUDO_PASSWORD"),
+        crate::config::secrets::env_secret("NEXPOINT_SUDO_PASSWORD")?,
     ) else {
         return Ok(());
     };
     crate::domain::validate::username(&username)
         .map_err(|m| anyhow::anyhow!("NEXPOINT_SUDO_USERNAME: {m}"))?;
-    anyhow::ensure!(!password.is_empty(), "NEXPOINT_SUDO_PASSWORD is empty");
     if let Some(existing) = store.admin_by_username(&username).await? {
         if !crate::api::verify_password(&password, &existing.hashed_password) || !existing.is_sudo {
             let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -155,31 +156,81 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.trim_end_matches('/').into(),
         enrollment_expire_minutes: args.enrollment_expire_minutes,
         subscription: Arc::new(subscription),
-        jobs: registry,
+        jobs: registry.clone(),
     };
-    let app = api::router(state);
+    let metrics = Arc::new(
+        Metrics::new(
+            store.clone(),
+            nodes.clone(),
+            registry,
+            args.metrics_token.clone(),
+        )
+        .context("registering metrics")?,
+    );
+    let app = api::router(state).merge(metrics.router()).route_layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::metrics::observe),
+    );
 
     // Tests and supervisors wait for this line rather than for time to pass.
     println!("listening on http://{local}");
     tracing::info!(%local, backend = ?store.backend(), "control plane serving");
-    axum::serve(
+    // The listener is bound and migrations ran: connections from here on
+    // are answered (they wait in the backlog until `serve` polls).
+    sd_notify::notify_logged("READY=1");
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    // Open requests finish, but within a deadline: a log stream or a slow
+    // client must not hold the stop past systemd's patience.
+    let drained = async {
+        stop.cancelled().await;
+        sd_notify::notify_logged("STOPPING=1");
+        tracing::info!("stop requested: no new connections; draining open requests");
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served.context("serving HTTP")?,
+        () = drained => tracing::warn!("open requests did not finish in {DRAIN_TIMEOUT:?}; stopping anyway"),
+    }
 
     tracing::info!("shutting down");
     if let Err(e) = periodic.shutdown().await {
         tracing::warn!(error = %e, "stopping the periodic jobs");
     }
-    jobs.cancel();
-    let _ = tokio::join!(clock, delivery, history);
+    // Node tasks commit what their agents journaled before they stop; the
+    // notifications that usage causes are then delivered below.
     nodes.shutdown(Duration::from_secs(10)).await;
+    jobs.cancel();
+    // Delivery stops once the outbox is empty or a destination is backing
+    // off; what is left stays in the outbox for the next start.
+    let background = async {
+        let _ = tokio::join!(clock, delivery, history);
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, background)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop in {DRAIN_TIMEOUT:?}");
+    }
     store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
+
+/// How long open requests, and then the notification deliveries, may take
+/// after SIGTERM (the unit's TimeoutStopSec leaves room for both and the
+/// node tasks' final collection).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn job_settings(args: &ServeArgs) -> JobSettings {
     let j = &args.jobs;

@@ -11,8 +11,18 @@ use crate::state_dir::DEFAULT_STATE_DIR;
 #[derive(Debug, Parser)]
 #[command(name = "nexpoint-node", about = "Nexpoint node agent", version)]
 pub struct Cli {
+    /// Log lines as text for people or JSON (one object a line) for collectors.
+    #[arg(long, global = true, env = "NEXPOINT_NODE_LOG_FORMAT", value_enum,
+          default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +131,14 @@ pub struct RunArgs {
     #[arg(long, env = "NEXPOINT_NODE_USAGE_INTERVAL_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..))]
     pub usage_interval_ms: u64,
+    /// Plain-HTTP address of Prometheus `/metrics`; keep it on loopback or a
+    /// private network (it needs no credentials).
+    #[arg(
+        long,
+        env = "NEXPOINT_NODE_METRICS_LISTEN",
+        default_value = "127.0.0.1:62051"
+    )]
+    pub metrics_listen: SocketAddr,
 }
 
 #[cfg(test)]
