@@ -1,6 +1,5 @@
-//! Settings of the control-plane daemon, from flags and `NEXPOINT_*` variables.
-
-pub mod secrets;
+//! Settings of the control-plane daemon: flags, `NEXPOINT_*` variables and
+//! the `--config` TOML file (layered by `nexpoint-config`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,11 @@ fn sqlite_url(path: &Path) -> String {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML settings file: keys are these flags' names in snake case
+    /// (`nexpoint config example` prints them all). The environment and
+    /// flags win over it.
+    #[arg(long, env = "NEXPOINT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Address for the REST API, subscriptions and node enrollment. Port 0 picks a free port.

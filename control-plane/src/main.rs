@@ -1,14 +1,19 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match nexpoint::cli::Cli::parse_with_secret_files() {
-        Ok(cli) => cli,
+    let cli = match nexpoint::cli::Cli::parse_layered() {
+        Ok(parsed) => {
+            parsed.cli.log_format.init("NEXPOINT_LOG");
+            for warning in &parsed.warnings {
+                tracing::warn!("{warning}");
+            }
+            parsed.cli
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    cli.log_format.init("NEXPOINT_LOG");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -32,7 +32,7 @@ fn random_secret() -> String {
 async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
     let (Ok(username), Some(password)) = (
         std::env::var("NEXPOINT_SUDO_USERNAME"),
-        crate::config::secrets::env_secret("NEXPOINT_SUDO_PASSWORD")?,
+        nexpoint_config::env_secret("NEXPOINT_SUDO_PASSWORD")?,
     ) else {
         return Ok(());
     };

@@ -6,6 +6,7 @@ pub mod agent_service;
 pub mod applied_state;
 pub mod atomic_file;
 pub mod certificate_rotation;
+pub mod check;
 pub mod cli;
 pub mod core_api;
 pub mod core_config;
