@@ -1,4 +1,8 @@
-//! Command-line entry points.
+//! Command-line entry points. Exit statuses: 0 success, 1 failure, 2 usage
+//! error, 3 not found, 4 already exists (see `output`).
+
+mod inspect;
+pub mod output;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -66,9 +70,45 @@ pub enum Command {
     /// Manage nodes directly in the database.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Read users directly from the database.
+    #[command(subcommand)]
+    User(UserCommand),
     /// The settings file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply pending database migrations and exit (`serve` also does at start).
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a shell completion script: `nexpoint completions bash > /etc/bash_completion.d/nexpoint`.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users (newest first), optionally matching a search.
+    List {
+        /// Substring of the username or note.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show one user; exit status 3 if there is none.
+    Get {
+        username: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +137,14 @@ pub fn config_example() -> String {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// List nodes with their status.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Print an offline enrollment bundle for a node added before (with
     /// `POST /api/node`): one line that `nexpoint-node enroll --bundle`
     /// accepts, for hosts that cannot reach the control plane while they are
@@ -113,6 +161,27 @@ pub enum NodeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// List admins.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Delete an admin (their users stay, without owner); exit status 3 if
+    /// there is none.
+    Delete {
+        username: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Create the sudo admin named by NEXPOINT_SUDO_USERNAME and
+    /// NEXPOINT_SUDO_PASSWORD (or its _FILE), or give it that password.
+    ImportFromEnv {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Create an admin.
     Create {
         #[arg(long)]
@@ -131,6 +200,40 @@ pub enum AdminCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(*args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "nexpoint", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Migrate { database } => {
+            let store = inspect::open(&database).await?;
+            store.close().await;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::User(command) => user_command(command).await,
+        Command::Admin(AdminCommand::List { json, database }) => {
+            with_store(&database, |s| {
+                Box::pin(async move { inspect::admin_list(s, json).await })
+            })
+            .await
+        }
+        Command::Admin(AdminCommand::Delete { username, database }) => {
+            with_store(&database, |s| {
+                Box::pin(async move { inspect::admin_delete(s, &username).await })
+            })
+            .await
+        }
+        Command::Admin(AdminCommand::ImportFromEnv { database }) => {
+            with_store(&database, |s| Box::pin(inspect::admin_import_from_env(s))).await
+        }
+        Command::Node(NodeCommand::List { json, database }) => {
+            with_store(&database, |s| {
+                Box::pin(async move { inspect::node_list(s, json).await })
+            })
+            .await
+        }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config_example());
             Ok(())
@@ -172,11 +275,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                Err(StoreError::Conflict(_)) => bail!("admin {username:?} already exists"),
+                Err(StoreError::Conflict(_)) => {
+                    Err(inspect::already_exists(&format!("admin {username:?}")))
+                }
                 Err(e) => Err(e.into()),
             }
         }
     }
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::List {
+            search,
+            limit,
+            json,
+            database,
+        } => {
+            with_store(&database, |s| {
+                Box::pin(async move { inspect::user_list(s, search, limit, json).await })
+            })
+            .await
+        }
+        UserCommand::Get {
+            username,
+            json,
+            database,
+        } => {
+            with_store(&database, |s| {
+                Box::pin(async move { inspect::user_get(s, &username, json).await })
+            })
+            .await
+        }
+    }
+}
+
+/// Opens the database, runs `f`, and closes it whatever `f` returned.
+async fn with_store<F>(database: &DatabaseArgs, f: F) -> anyhow::Result<()>
+where
+    F: for<'a> FnOnce(
+        &'a Store,
+    ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>,
+{
+    let store = inspect::open(database).await?;
+    let result = f(&store).await;
+    store.close().await;
+    result
 }
 
 /// Issues `name` a key and certificate and returns them as a bundle.

@@ -29,7 +29,7 @@ fn random_secret() -> String {
 
 /// The sudo admin named by NEXPOINT_SUDO_USERNAME/PASSWORD, created or given
 /// that password at every start (the environment is the source of truth).
-async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
+pub(crate) async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
     let (Ok(username), Some(password)) = (
         std::env::var("NEXPOINT_SUDO_USERNAME"),
         nexpoint_config::env_secret("NEXPOINT_SUDO_PASSWORD")?,

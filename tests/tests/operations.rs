@@ -398,3 +398,59 @@ async fn node_check_says_exactly_what_is_wrong() {
         "{out}"
     );
 }
+
+/// The admin CLI: tables by default, JSON with --json, and the documented
+/// exit statuses (3 not found, 4 already exists, 2 usage).
+#[test]
+fn the_cli_answers_scripts_with_json_and_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let nexpoint = |args: &[&str]| {
+        let out = std::process::Command::new(nexpoint_bin())
+            .args(args)
+            .args(["--data-dir", data_dir])
+            .env("NEXPOINT_ADMIN_PASSWORD", "pw-123456")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = nexpoint(&["admin", "create", "--username", "ops", "--sudo"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = nexpoint(&["admin", "create", "--username", "ops"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+
+    let (code, out, _) = nexpoint(&["admin", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let admins: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(admins[0]["username"], "ops");
+    assert_eq!(admins[0]["is_sudo"], true);
+    let (_, table, _) = nexpoint(&["admin", "list"]);
+    assert!(table.starts_with("USERNAME"), "{table}");
+
+    let (code, _, err) = nexpoint(&["user", "get", "nobody"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, out, _) = nexpoint(&["user", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        Value::Array(vec![])
+    );
+    let (code, _, _) = nexpoint(&["admin", "delete", "ghost"]);
+    assert_eq!(code, Some(3));
+    let (code, out, _) = nexpoint(&["admin", "delete", "ops"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, _) = nexpoint(&["user", "frobnicate"]);
+    assert_eq!(code, Some(2));
+
+    let out = std::process::Command::new(nexpoint_bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_nexpoint()"));
+}
