@@ -77,6 +77,17 @@ pub struct ServeArgs {
     /// answers loopback clients only.
     #[arg(long, env = "NEXPOINT_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Also run a node agent on this host (with its local core), enrolled
+    /// and reached like any other node: a one-server installation in one
+    /// service. `NEXPOINT_NODE_*` variables configure the agent.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE")]
+    pub local_node: bool,
+    /// The local node's mutual-TLS port, on loopback.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE_PORT", default_value_t = 62050)]
+    pub local_node_port: u16,
+    /// The `nexpoint-node` binary; default: next to this one.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE_BIN")]
+    pub local_node_bin: Option<PathBuf>,
     #[command(flatten)]
     pub subscription: SubscriptionArgs,
     #[command(flatten)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod host_stats;
 pub mod jobs;
+pub mod local_node;
 pub mod metrics;
 pub mod nodes;
 pub mod notify;

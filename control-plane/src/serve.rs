@@ -16,6 +16,7 @@ use crate::jobs::periodic::{self, JobSettings};
 use crate::jobs::scheduler::{self, JobRegistry};
 use crate::jobs::usage_retention::RetentionPolicy;
 use crate::jobs::{lifecycle_clock, usage_history};
+use crate::local_node::LocalNode;
 use crate::metrics::Metrics;
 use crate::nodes::NodeManager;
 use crate::notify::dispatcher::Dispatcher;
@@ -144,7 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
-        pki,
+        pki: Arc::clone(&pki),
         nodes: nodes.clone(),
         subscription_secret: subscription_secret.into(),
         subscription_url_prefix: args
@@ -178,6 +179,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // are answered (they wait in the backlog until `serve` polls).
     sd_notify::notify_logged("READY=1");
     let stop = CancellationToken::new();
+    // Stopped after the node tasks, which commit its last usage first.
+    let local_stop = CancellationToken::new();
+    let local_node = match args.local_node {
+        true => {
+            let agent =
+                LocalNode::new(args.local_node_bin.clone(), args.local_node_port, data_dir)?;
+            // The agent enrolls over this very listener.
+            let mut reach = local;
+            if reach.ip().is_unspecified() {
+                reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Some(tokio::spawn(agent.run(
+                store.clone(),
+                Arc::clone(&pki),
+                nodes.clone(),
+                format!("http://{reach}"),
+                local_stop.clone(),
+            )))
+        }
+        false => None,
+    };
     tokio::spawn({
         let stop = stop.clone();
         async move {
@@ -210,6 +232,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Node tasks commit what their agents journaled before they stop; the
     // notifications that usage causes are then delivered below.
     nodes.shutdown(Duration::from_secs(10)).await;
+    local_stop.cancel();
+    if let Some(local_node) = local_node {
+        let _ = local_node.await;
+    }
     jobs.cancel();
     // Delivery stops once the outbox is empty or a destination is backing
     // off; what is left stays in the outbox for the next start.
