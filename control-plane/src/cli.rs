@@ -1,6 +1,7 @@
 //! Command-line entry points. Exit statuses: 0 success, 1 failure, 2 usage
 //! error, 3 not found, 4 already exists (see `output`).
 
+mod admin_ops;
 mod inspect;
 pub mod output;
 
@@ -73,6 +74,12 @@ pub enum Command {
     /// Read users directly from the database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Users' subscription links.
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
+    /// The internal CA and the certificates it issued.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// The settings file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -83,6 +90,34 @@ pub enum Command {
     },
     /// Print a shell completion script: `nexpoint completions bash > /etc/bash_completion.d/nexpoint`.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Print a user's subscription URL; exit status 3 if there is no such user.
+    GetLink {
+        username: String,
+        /// Base URL subscribers reach the control plane at; without it the
+        /// link is relative (`/sub/...`).
+        #[arg(long, env = "NEXPOINT_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// The CA, the control plane's certificate and every node's pinned
+    /// certificate: fingerprints and expiry. (Nodes rotate theirs by
+    /// themselves; `POST /api/node/{id}/certificate/rotate` forces it.)
+    Show {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +177,13 @@ pub enum NodeCommand {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Delete a node: its certificate is no longer trusted; exit status 3
+    /// if there is none.
+    Remove {
+        name: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -213,6 +255,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(command) => user_command(command).await,
+        Command::Subscription(SubscriptionCommand::GetLink {
+            username,
+            public_url,
+            database,
+        }) => {
+            with_store(&database, |s| {
+                Box::pin(async move {
+                    admin_ops::subscription_link(s, &username, public_url.as_deref()).await
+                })
+            })
+            .await
+        }
+        Command::Certs(CertsCommand::Show { json, database }) => {
+            let pki = existing_pki(&database)?;
+            with_store(&database, |s| {
+                Box::pin(async move { admin_ops::certs_show(s, &pki, json).await })
+            })
+            .await
+        }
+        Command::Node(NodeCommand::Remove { name, database }) => {
+            with_store(&database, |s| {
+                Box::pin(async move { admin_ops::node_remove(s, &name).await })
+            })
+            .await
+        }
         Command::Admin(AdminCommand::List { json, database }) => {
             with_store(&database, |s| {
                 Box::pin(async move { inspect::admin_list(s, json).await })
@@ -323,8 +390,8 @@ where
     result
 }
 
-/// Issues `name` a key and certificate and returns them as a bundle.
-async fn node_bundle(name: &str, database: &DatabaseArgs) -> anyhow::Result<String> {
+/// The control plane's CA, which only `serve` creates.
+fn existing_pki(database: &DatabaseArgs) -> anyhow::Result<crate::pki::Pki> {
     if !database.data_dir.join("pki").exists() {
         bail!(
             "no control-plane CA under {}: run this where `nexpoint serve` keeps its data \
@@ -332,8 +399,12 @@ async fn node_bundle(name: &str, database: &DatabaseArgs) -> anyhow::Result<Stri
             database.data_dir.display()
         );
     }
-    let pki = crate::pki::Pki::load_or_create(&database.data_dir)
-        .context("loading the control plane's CA")?;
+    crate::pki::Pki::load_or_create(&database.data_dir).context("loading the control plane's CA")
+}
+
+/// Issues `name` a key and certificate and returns them as a bundle.
+async fn node_bundle(name: &str, database: &DatabaseArgs) -> anyhow::Result<String> {
+    let pki = existing_pki(database)?;
     let store = Store::connect(&database.url()).await?;
     let result = async {
         let node = match store.node_by_name(name).await {

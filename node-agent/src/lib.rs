@@ -17,6 +17,7 @@ pub mod core_supervisor;
 pub mod encoded_users;
 pub mod enroll;
 pub mod enroll_bundle;
+pub mod grpc_timer;
 pub mod inbound_users;
 pub mod metrics;
 pub mod node;

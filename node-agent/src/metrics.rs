@@ -9,14 +9,16 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus::{IntGauge, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::grpc_timer::GrpcTimer;
 use crate::node::Node;
 
-struct AgentMetrics {
+pub struct AgentMetrics {
     registry: Registry,
+    grpc: HistogramVec,
     node: Arc<Node>,
     core_up: IntGauge,
     core_restarts: IntGauge,
@@ -27,8 +29,16 @@ struct AgentMetrics {
 }
 
 impl AgentMetrics {
-    fn new(node: Arc<Node>) -> prometheus::Result<Self> {
+    pub fn new(node: Arc<Node>) -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let grpc = HistogramVec::new(
+            HistogramOpts::new(
+                "nexpoint_node_grpc_request_duration_seconds",
+                "gRPC calls from the control plane, by method",
+            ),
+            &["method"],
+        )?;
+        registry.register(Box::new(grpc.clone()))?;
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -57,8 +67,16 @@ impl AgentMetrics {
                 "The control plane's revision the core serves",
             )?,
             registry,
+            grpc,
             node,
         })
+    }
+
+    /// The layer that times the gRPC server's calls into these metrics.
+    pub fn grpc_timer(&self) -> GrpcTimer {
+        GrpcTimer {
+            histogram: self.grpc.clone(),
+        }
     }
 
     fn render(&self) -> prometheus::Result<String> {
@@ -101,18 +119,18 @@ async fn scrape(State(metrics): State<Arc<AgentMetrics>>) -> Response {
 /// Serves `/metrics` on `listener` until `shutdown`.
 pub fn spawn(
     listener: TcpListener,
-    node: Arc<Node>,
+    metrics: Arc<AgentMetrics>,
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Arc::new(AgentMetrics::new(node)?));
-    Ok(tokio::spawn(async move {
+        .with_state(metrics);
+    tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "metrics server failed");
         }
-    }))
+    })
 }

@@ -17,6 +17,7 @@ use crate::cli::RunArgs;
 use crate::core_kind::default_core_bin;
 use crate::core_supervisor::CoreSettings;
 use crate::enroll::load_enrollment;
+use crate::metrics::AgentMetrics;
 use crate::node::{Backoff, Node, NodeSettings};
 use crate::snapshot_route::AgentRoutes;
 use crate::state_dir::StateDir;
@@ -80,7 +81,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let metrics = crate::metrics::spawn(metrics_listener, node.clone(), shutdown.clone())?;
+    let agent_metrics = Arc::new(AgentMetrics::new(node.clone())?);
+    let grpc_timer = agent_metrics.grpc_timer();
+    let metrics = crate::metrics::spawn(metrics_listener, agent_metrics, shutdown.clone());
     let service = AgentService::new(node.clone(), rotation, shutdown.clone());
     let incoming = tls_incoming::incoming(listener, tls, shutdown.clone());
     tracing::info!(node_id = enrollment.node_id, name = %enrollment.name, %addr, "serving the control plane");
@@ -90,6 +93,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     sd_notify::notify_logged("READY=1");
 
     let serve = Server::builder()
+        .layer(grpc_timer)
         .add_service(AgentRoutes::new(
             service,
             node.clone(),

@@ -121,6 +121,12 @@ async fn probes_and_metrics_of_both_daemons_tell_the_truth() {
     assert!(value(&agent, "nexpoint_node_core_uptime_seconds", &[]).unwrap() >= 0.0);
     assert!(value(&agent, "nexpoint_node_journal_entries", &[]).is_some());
     assert!(value(&agent, "nexpoint_node_applied_revision", &[]).unwrap() >= 1.0);
+    let calls: Vec<&str> = agent
+        .iter()
+        .filter(|x| x.name == "nexpoint_node_grpc_request_duration_seconds_count")
+        .map(|x| x.labels["method"].as_str())
+        .collect();
+    assert!(calls.iter().any(|m| m.ends_with("/Health")), "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +161,10 @@ async fn readiness_reaches_systemd_after_the_port_answers_and_logs_are_json() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let stopping = socket.try_clone().unwrap();
+    stopping
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let data_dir = dir.path().join("data");
     let mut cp = ChildProcess::spawn(
         "nexpoint",
@@ -207,7 +217,16 @@ async fn readiness_reaches_systemd_after_the_port_answers_and_logs_are_json() {
     assert_eq!(event["span"]["route"], "/ready", "{event}");
     assert_eq!(event["span"]["name"], "http_request", "{event}");
     assert_eq!(event["fields"]["status"], 200, "{event}");
-    cp.terminate(Duration::from_secs(30)).await.unwrap();
+
+    // SIGTERM: STOPPING=1 to systemd, an orderly stop, status 0.
+    let status = cp.terminate(Duration::from_secs(30)).await.unwrap();
+    assert!(status.success(), "{status}\n{}", cp.tail(20));
+    assert!(cp.output_text().contains("\"stopped\""), "{}", cp.tail(20));
+    let mut buf = [0u8; 64];
+    let n = stopping
+        .recv(&mut buf)
+        .expect("STOPPING=1 on NOTIFY_SOCKET");
+    assert_eq!(&buf[..n], b"STOPPING=1");
 }
 
 /// The shipped units pass `systemd-analyze verify` with their binaries'
@@ -268,4 +287,232 @@ fn tool(name: &str) -> std::path::PathBuf {
                 .find(|p| Path::new(p).is_file())
         })
         .unwrap_or_else(|| panic!("{name} is missing: run scripts/install-test-tools.sh"))
+}
+
+/// The CLI beside a running control plane: the same subscription link as
+/// the API, the CA it pins nodes with, and a node removed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_beside_a_running_control_plane() {
+    let cp = ControlPlane::start().await.unwrap();
+    let user = cp.create_simple_user("carol", &["vless"]).await.unwrap();
+    let created = cp
+        .create_node("spare", nexpoint_tests::free_port())
+        .await
+        .unwrap();
+    let data_dir = cp.data_dir();
+    let nexpoint = |args: &[&str]| {
+        let out = std::process::Command::new(nexpoint_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, link) = nexpoint(&[
+        "subscription",
+        "get-link",
+        "carol",
+        "--public-url",
+        "https://panel.example",
+    ]);
+    assert_eq!(code, Some(0), "{link}");
+    let api_url = user["subscription_url"].as_str().unwrap();
+    let token = api_url.rsplit("/sub/").next().unwrap();
+    assert_eq!(link.trim(), format!("https://panel.example/sub/{token}"));
+    let (code, _) = nexpoint(&["subscription", "get-link", "nobody"]);
+    assert_eq!(code, Some(3));
+
+    let (code, out) = nexpoint(&["certs", "show", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let certs: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(certs[0]["subject"], "ca");
+    assert_eq!(certs[0]["fingerprint"], created.ca_fingerprint.as_str());
+
+    let (code, out) = nexpoint(&["node", "remove", "spare"]);
+    assert_eq!(code, Some(0), "{out}");
+    let nodes = cp.nodes().await.unwrap();
+    assert!(nodes.iter().all(|n| n["name"] != "spare"), "{nodes:?}");
+    let (code, _) = nexpoint(&["node", "remove", "spare"]);
+    assert_eq!(code, Some(3));
+}
+
+/// The example settings files in docs/ are what the binaries generate from
+/// their definitions, so the docs cannot drift.
+#[test]
+fn documented_example_settings_are_the_generated_ones() {
+    for (bin, doc) in [
+        (nexpoint_bin(), "docs/nexpoint.example.toml"),
+        (node_bin(), "docs/nexpoint-node.example.toml"),
+    ] {
+        let out = std::process::Command::new(&bin)
+            .args(["config", "example"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let generated = String::from_utf8(out.stdout).unwrap();
+        let documented = std::fs::read_to_string(repo_root().join(doc)).unwrap();
+        assert_eq!(
+            documented,
+            generated,
+            "{doc} is stale: regenerate it with `{} config example > {doc}`",
+            bin.file_name().unwrap().to_string_lossy()
+        );
+    }
+}
+
+/// defaults < file < environment: the file sets the listener, the
+/// environment beats it on the token, and an unknown key is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_file_sits_between_defaults_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nexpoint.toml");
+    let data_dir = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nmetrics_token = \"from-file\"\nlisten_typo = 1\n",
+            data_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cp = ChildProcess::spawn(
+        "nexpoint",
+        nexpoint_bin(),
+        ["serve", "--config", config.to_str().unwrap()],
+        &[("NEXPOINT_METRICS_TOKEN", "from-env"), ("NO_COLOR", "1")],
+    )
+    .unwrap();
+    let line = cp
+        .wait_for_line(Some(Stream::Stdout), Duration::from_secs(60), |l| {
+            l.starts_with("listening on ")
+        })
+        .await
+        .unwrap();
+    let base = line["listening on ".len()..].trim().to_owned();
+    let url = format!("{base}/metrics");
+    assert_eq!(
+        scrape(&url, Some("from-env")).await.unwrap().0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        scrape(&url, Some("from-file")).await.unwrap().0,
+        StatusCode::FORBIDDEN
+    );
+    assert!(data_dir.join("nexpoint.db").exists());
+    cp.wait_for_line(Some(Stream::Stderr), Duration::from_secs(5), |l| {
+        l.contains("WARN") && l.contains("unknown setting \"listen_typo\"")
+    })
+    .await
+    .unwrap();
+    cp.terminate(Duration::from_secs(30)).await.unwrap();
+}
+
+/// `nexpoint-node check` passes on a working node and names what is wrong
+/// on a broken one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_check_says_exactly_what_is_wrong() {
+    let cp = ControlPlane::start().await.unwrap();
+    let node = Node::start(&cp, "checked", &v2ray_bin()).await.unwrap();
+    let check = |state: &Path, core: &Path| {
+        let out = std::process::Command::new(node_bin())
+            .arg("check")
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--core-bin")
+            .arg(core)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let state = node.state_dir.path();
+    let (code, out) = check(state, &v2ray_bin());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("enrolled as node"), "{out}");
+    assert!(out.contains("days left"), "{out}");
+    assert!(out.contains("is v2ray"), "{out}");
+
+    let (code, out) = check(state, Path::new("/nonexistent/xray"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error:") && out.contains("/nonexistent/xray"),
+        "{out}"
+    );
+
+    // Another node's key beside this node's certificate.
+    let broken = tempfile::tempdir().unwrap();
+    for file in ["enrollment.json", "ca.pem", "node.pem", "control-plane.pem"] {
+        std::fs::copy(state.join(file), broken.path().join(file)).unwrap();
+    }
+    let (other_key, _) = nexpoint_certs::node_key_and_csr("x").unwrap();
+    std::fs::write(broken.path().join("node.key"), other_key).unwrap();
+    let (code, out) = check(broken.path(), &v2ray_bin());
+    assert_eq!(code, Some(1), "{out}");
+    let key_path = broken.path().join("node.key");
+    assert!(
+        out.contains(&format!("{} does not belong to", key_path.display())),
+        "{out}"
+    );
+}
+
+/// The admin CLI: tables by default, JSON with --json, and the documented
+/// exit statuses (3 not found, 4 already exists, 2 usage).
+#[test]
+fn the_cli_answers_scripts_with_json_and_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let nexpoint = |args: &[&str]| {
+        let out = std::process::Command::new(nexpoint_bin())
+            .args(args)
+            .args(["--data-dir", data_dir])
+            .env("NEXPOINT_ADMIN_PASSWORD", "pw-123456")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = nexpoint(&["admin", "create", "--username", "ops", "--sudo"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = nexpoint(&["admin", "create", "--username", "ops"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+
+    let (code, out, _) = nexpoint(&["admin", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let admins: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(admins[0]["username"], "ops");
+    assert_eq!(admins[0]["is_sudo"], true);
+    let (_, table, _) = nexpoint(&["admin", "list"]);
+    assert!(table.starts_with("USERNAME"), "{table}");
+
+    let (code, _, err) = nexpoint(&["user", "get", "nobody"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, out, _) = nexpoint(&["user", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        Value::Array(vec![])
+    );
+    let (code, _, _) = nexpoint(&["admin", "delete", "ghost"]);
+    assert_eq!(code, Some(3));
+    let (code, out, _) = nexpoint(&["admin", "delete", "ops"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, _) = nexpoint(&["user", "frobnicate"]);
+    assert_eq!(code, Some(2));
+
+    let out = std::process::Command::new(nexpoint_bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_nexpoint()"));
 }
