@@ -211,6 +211,19 @@ pub enum AdminCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Change an admin's password (from NEXPOINT_ADMIN_PASSWORD or its
+    /// _FILE) and/or sudo rights; exit status 3 if there is none.
+    Update {
+        username: String,
+        /// The new password; prefer the environment variable.
+        #[arg(long, env = "NEXPOINT_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Grant (true) or revoke (false) full rights.
+        #[arg(long, action = clap::ArgAction::Set)]
+        sudo: Option<bool>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Delete an admin (their users stay, without owner); exit status 3 if
     /// there is none.
     Delete {
@@ -283,6 +296,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::List { json, database }) => {
             with_store(&database, |s| {
                 Box::pin(async move { inspect::admin_list(s, json).await })
+            })
+            .await
+        }
+        Command::Admin(AdminCommand::Update {
+            username,
+            password,
+            sudo,
+            database,
+        }) => {
+            if password.as_deref().is_none_or(str::is_empty) && sudo.is_none() {
+                bail!("nothing to change: give --password (or NEXPOINT_ADMIN_PASSWORD) or --sudo");
+            }
+            with_store(&database, |s| {
+                Box::pin(async move {
+                    inspect::admin_update(s, &username, password.as_deref(), sudo).await
+                })
             })
             .await
         }

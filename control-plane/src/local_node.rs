@@ -13,18 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::nodes::NodeManager;
+use crate::nodes::{NodeManager, enrollment};
 use crate::pki::Pki;
-use crate::store::{NewNode, Store, StoreError, now};
+use crate::store::{NewNode, Store, StoreError};
 
 /// The local node's name in `GET /api/nodes`.
 pub const LOCAL_NODE_NAME: &str = "local";
 /// Restarts of a failing agent wait from one second up to this.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// The token is used at once; a short life is plenty.
+const ENROLLMENT_MINUTES: i64 = 10;
 /// How long the agent may take to stop (it reads the core's counters last).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -109,30 +110,22 @@ impl LocalNode {
         if self.state_dir.join("enrollment.json").exists() {
             return Ok(());
         }
-        let token = hex::encode(rand::random::<[u8; 32]>());
-        let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
-        let node = match store.node_by_name(LOCAL_NODE_NAME).await {
+        let (node, token) = match store.node_by_name(LOCAL_NODE_NAME).await {
             Err(StoreError::NotFound) => {
-                let tags: Vec<String> = store
-                    .inbounds()
-                    .await?
-                    .iter()
-                    .map(|i| i.tag.clone())
-                    .collect();
-                store
-                    .create_node(
-                        NewNode {
-                            name: LOCAL_NODE_NAME.into(),
-                            address: "127.0.0.1".into(),
-                            port: i64::from(self.port),
-                            api_port: i64::from(self.port),
-                            usage_coefficient: 1.0,
-                        },
-                        &token_hash,
-                        now() + 600,
-                        &tags,
-                    )
-                    .await?
+                let created = enrollment::create(
+                    store,
+                    NewNode {
+                        name: LOCAL_NODE_NAME.into(),
+                        address: "127.0.0.1".into(),
+                        port: i64::from(self.port),
+                        api_port: i64::from(self.port),
+                        usage_coefficient: 1.0,
+                    },
+                    ENROLLMENT_MINUTES,
+                    true,
+                )
+                .await?;
+                (created.node, created.token)
             }
             Ok(node) => bail!(
                 "a node named {LOCAL_NODE_NAME:?} (id {}) exists but {} holds no enrollment: \

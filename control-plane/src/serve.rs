@@ -204,6 +204,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move {
             shutdown_signal().await;
+            sd_notify::notify_logged("STOPPING=1");
+            tracing::info!("stop requested: no new connections; draining open requests");
             stop.cancel();
         }
     });
@@ -216,8 +218,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // client must not hold the stop past systemd's patience.
     let drained = async {
         stop.cancelled().await;
-        sd_notify::notify_logged("STOPPING=1");
-        tracing::info!("stop requested: no new connections; draining open requests");
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
     tokio::select! {

@@ -502,6 +502,11 @@ fn the_cli_answers_scripts_with_json_and_exit_statuses() {
         serde_json::from_str::<Value>(&out).unwrap(),
         Value::Array(vec![])
     );
+    let (code, out, err) = nexpoint(&["admin", "update", "ops", "--sudo", "false"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "updated admin ops");
+    let (code, _, _) = nexpoint(&["admin", "update", "ghost", "--sudo", "true"]);
+    assert_eq!(code, Some(3));
     let (code, _, _) = nexpoint(&["admin", "delete", "ghost"]);
     assert_eq!(code, Some(3));
     let (code, out, _) = nexpoint(&["admin", "delete", "ops"]);

@@ -182,3 +182,36 @@ pub async fn admin_import_from_env(store: &Store) -> anyhow::Result<()> {
 pub fn already_exists(what: &str) -> anyhow::Error {
     conflict(format!("{what} already exists"))
 }
+
+/// Gives an admin a new password and/or sudo rights; tokens issued before
+/// a password change stop working.
+pub async fn admin_update(
+    store: &Store,
+    username: &str,
+    password: Option<&str>,
+    sudo: Option<bool>,
+) -> anyhow::Result<()> {
+    let admin = store
+        .admin_by_username(username)
+        .await?
+        .ok_or_else(|| not_found(format!("no admin named {username:?}")))?;
+    let hash = match password {
+        Some(p) => Some(crate::api::hash_password(p).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let update = crate::store::AdminUpdate {
+        is_sudo: sudo.unwrap_or(admin.is_sudo),
+        contact: crate::store::AdminContact {
+            telegram_id: admin.telegram_id,
+            discord_webhook: admin.discord_webhook,
+        },
+        hashed_password: hash.as_deref(),
+    };
+    let updated = store.update_admin(username, update).await?;
+    println!(
+        "updated {}admin {}",
+        if updated.is_sudo { "sudo " } else { "" },
+        updated.username
+    );
+    Ok(())
+}

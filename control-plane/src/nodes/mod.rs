@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 mod desired;
+pub mod enrollment;
 mod metrics;
 mod on_demand;
 pub mod rotation;
