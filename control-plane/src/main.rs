@@ -1,16 +1,19 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = nexpoint::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NEXPOINT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let cli = match nexpoint::cli::Cli::parse_layered() {
+        Ok(parsed) => {
+            parsed.cli.log_format.init("NEXPOINT_LOG");
+            for warning in &parsed.warnings {
+                tracing::warn!("{warning}");
+            }
+            parsed.cli
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -22,7 +25,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(nexpoint::cli::output::exit_code(&e))
         }
     }
 }

@@ -16,9 +16,12 @@ use crate::jobs::periodic::{self, JobSettings};
 use crate::jobs::scheduler::{self, JobRegistry};
 use crate::jobs::usage_retention::RetentionPolicy;
 use crate::jobs::{lifecycle_clock, usage_history};
+use crate::local_node::LocalNode;
+use crate::metrics::Metrics;
 use crate::nodes::NodeManager;
 use crate::notify::dispatcher::Dispatcher;
 use crate::pki::Pki;
+use crate::sd_notify;
 use crate::store::{NewAdmin, Store, StoreError};
 
 fn random_secret() -> String {
@@ -27,16 +30,15 @@ fn random_secret() -> String {
 
 /// The sudo admin named by NEXPOINT_SUDO_USERNAME/PASSWORD, created or given
 /// that password at every start (the environment is the source of truth).
-async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
-    let (Ok(username), Ok(password)) = (
+pub(crate) async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
+    let (Ok(username), Some(password)) = (
         std::env::var("NEXPOINT_SUDO_USERNAME"),
-        std::env::var("NEXPOINT_SUDO_PASSWORD"),
+        nexpoint_config::env_secret("NEXPOINT_SUDO_PASSWORD")?,
     ) else {
         return Ok(());
     };
     crate::domain::validate::username(&username)
         .map_err(|m| anyhow::anyhow!("NEXPOINT_SUDO_USERNAME: {m}"))?;
-    anyhow::ensure!(!password.is_empty(), "NEXPOINT_SUDO_PASSWORD is empty");
     if let Some(existing) = store.admin_by_username(&username).await? {
         if !crate::api::verify_password(&password, &existing.hashed_password) || !existing.is_sudo {
             let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -143,7 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         jwt: JwtKeys::new(&jwt_secret, args.jwt_expire_minutes),
-        pki,
+        pki: Arc::clone(&pki),
         nodes: nodes.clone(),
         subscription_secret: subscription_secret.into(),
         subscription_url_prefix: args
@@ -155,34 +157,113 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_url: public_url.trim_end_matches('/').into(),
         enrollment_expire_minutes: args.enrollment_expire_minutes,
         subscription: Arc::new(subscription),
-        jobs: registry,
+        jobs: registry.clone(),
     };
     let dashboard = crate::dashboard::normalise_base(&args.dashboard_path)
         .map_err(anyhow::Error::msg)
         .context("--dashboard-path")?;
-    let app = api::router(state).merge(crate::dashboard::router(&dashboard));
+    let metrics = Arc::new(
+        Metrics::new(
+            store.clone(),
+            nodes.clone(),
+            registry,
+            args.metrics_token.clone(),
+        )
+        .context("registering metrics")?,
+    );
+    let app = api::router(state)
+        .merge(crate::dashboard::router(&dashboard))
+        .merge(metrics.router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&metrics),
+            crate::metrics::observe,
+        ));
 
     // Tests and supervisors wait for this line rather than for time to pass.
     println!("listening on http://{local}");
     tracing::info!(%local, backend = ?store.backend(), "control plane serving");
-    axum::serve(
+    // The listener is bound and migrations ran: connections from here on
+    // are answered (they wait in the backlog until `serve` polls).
+    sd_notify::notify_logged("READY=1");
+    let stop = CancellationToken::new();
+    // Stopped after the node tasks, which commit its last usage first.
+    let local_stop = CancellationToken::new();
+    let local_node = match args.local_node {
+        true => {
+            let agent =
+                LocalNode::new(args.local_node_bin.clone(), args.local_node_port, data_dir)?;
+            // The agent enrolls over this very listener.
+            let mut reach = local;
+            if reach.ip().is_unspecified() {
+                reach.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Some(tokio::spawn(agent.run(
+                store.clone(),
+                Arc::clone(&pki),
+                nodes.clone(),
+                format!("http://{reach}"),
+                local_stop.clone(),
+            )))
+        }
+        false => None,
+    };
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            sd_notify::notify_logged("STOPPING=1");
+            tracing::info!("stop requested: no new connections; draining open requests");
+            stop.cancel();
+        }
+    });
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    // Open requests finish, but within a deadline: a log stream or a slow
+    // client must not hold the stop past systemd's patience.
+    let drained = async {
+        stop.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served.context("serving HTTP")?,
+        () = drained => tracing::warn!("open requests did not finish in {DRAIN_TIMEOUT:?}; stopping anyway"),
+    }
 
     tracing::info!("shutting down");
     if let Err(e) = periodic.shutdown().await {
         tracing::warn!(error = %e, "stopping the periodic jobs");
     }
-    jobs.cancel();
-    let _ = tokio::join!(clock, delivery, history);
+    // Node tasks commit what their agents journaled before they stop; the
+    // notifications that usage causes are then delivered below.
     nodes.shutdown(Duration::from_secs(10)).await;
+    local_stop.cancel();
+    if let Some(local_node) = local_node {
+        let _ = local_node.await;
+    }
+    jobs.cancel();
+    // Delivery stops once the outbox is empty or a destination is backing
+    // off; what is left stays in the outbox for the next start.
+    let background = async {
+        let _ = tokio::join!(clock, delivery, history);
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, background)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop in {DRAIN_TIMEOUT:?}");
+    }
     store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
+
+/// How long open requests, and then the notification deliveries, may take
+/// after SIGTERM (the unit's TimeoutStopSec leaves room for both and the
+/// node tasks' final collection).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn job_settings(args: &ServeArgs) -> JobSettings {
     let j = &args.jobs;

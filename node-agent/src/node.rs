@@ -512,6 +512,11 @@ impl Node {
         }
     }
 
+    /// Journal entries the control plane has not acknowledged yet.
+    pub fn journal_depth(&self) -> usize {
+        self.journal.depth()
+    }
+
     pub fn ack_usage(&self, sequence: u64) -> Result<(), JournalError> {
         self.journal.ack(sequence)
     }

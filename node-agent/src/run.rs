@@ -17,10 +17,11 @@ use crate::cli::RunArgs;
 use crate::core_kind::default_core_bin;
 use crate::core_supervisor::CoreSettings;
 use crate::enroll::load_enrollment;
+use crate::metrics::AgentMetrics;
 use crate::node::{Backoff, Node, NodeSettings};
 use crate::snapshot_route::AgentRoutes;
 use crate::state_dir::StateDir;
-use crate::{node_identity, tls_incoming};
+use crate::{node_identity, sd_notify, tls_incoming};
 
 /// How long open requests may take to finish after the stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +57,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-listen)",
+                args.metrics_listen
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
 
     let node = Node::start(NodeSettings {
         state_dir: state_dir.clone(),
@@ -71,13 +81,19 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let agent_metrics = Arc::new(AgentMetrics::new(node.clone())?);
+    let grpc_timer = agent_metrics.grpc_timer();
+    let metrics = crate::metrics::spawn(metrics_listener, agent_metrics, shutdown.clone());
     let service = AgentService::new(node.clone(), rotation, shutdown.clone());
     let incoming = tls_incoming::incoming(listener, tls, shutdown.clone());
     tracing::info!(node_id = enrollment.node_id, name = %enrollment.name, %addr, "serving the control plane");
+    println!("metrics on http://{metrics_addr}/metrics");
     println!("listening on {addr}");
     std::io::stdout().flush()?;
+    sd_notify::notify_logged("READY=1");
 
     let serve = Server::builder()
+        .layer(grpc_timer)
         .add_service(AgentRoutes::new(
             service,
             node.clone(),
@@ -93,7 +109,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         () = drained => tracing::warn!("open requests did not finish in time; stopping anyway"),
     }
 
+    sd_notify::notify_logged("STOPPING=1");
     stop(&node, usage).await;
+    let _ = metrics.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -130,6 +130,11 @@ impl UsageJournal {
         self.lock().last_sequence
     }
 
+    /// Entries not acknowledged yet.
+    pub fn depth(&self) -> usize {
+        self.lock().entries.len()
+    }
+
     pub fn baseline(&self) -> Baseline {
         self.lock().baseline.clone()
     }

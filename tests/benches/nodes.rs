@@ -300,6 +300,8 @@ async fn start_agent(enrolled: Enrolled, core_bin: &Path, env: &[(&str, &str)]) 
             &core_bin.display().to_string(),
             "--usage-interval-ms",
             &USAGE_INTERVAL_MS.to_string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
         &all_env,
     )?;

@@ -98,6 +98,8 @@ pub struct ControlPlaneOptions {
     /// More `serve` flags (notification destinations, job intervals), kept
     /// across restarts.
     pub extra_args: Vec<String>,
+    /// More environment variables for `serve`, kept across restarts.
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// A node as created by `POST /api/node`, with what enrollment needs.
@@ -167,16 +169,13 @@ impl ControlPlane {
             args.push(url.clone());
         }
         args.extend(opts.extra_args.iter().cloned());
-        let mut process = ChildProcess::spawn(
-            "nexpoint",
-            nexpoint_bin(),
-            &args,
-            &[
-                ("NEXPOINT_SUDO_USERNAME", ADMIN_USERNAME),
-                ("NEXPOINT_SUDO_PASSWORD", &admin_password),
-                ("NO_COLOR", "1"),
-            ],
-        )?;
+        let mut env = vec![
+            ("NEXPOINT_SUDO_USERNAME", ADMIN_USERNAME),
+            ("NEXPOINT_SUDO_PASSWORD", admin_password.as_str()),
+            ("NO_COLOR", "1"),
+        ];
+        env.extend(opts.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut process = ChildProcess::spawn("nexpoint", nexpoint_bin(), &args, &env)?;
         let line = process
             .wait_for_line(Some(Stream::Stdout), STARTUP_TIMEOUT, |l| {
                 l.starts_with("listening on ")

@@ -36,16 +36,18 @@ pub async fn restart_control_plane(
         args.push(url.clone());
     }
     args.extend(cp.options.extra_args.iter().cloned());
-    let mut process = ChildProcess::spawn(
-        "nexpoint (restarted)",
-        nexpoint_bin(),
-        &args,
-        &[
-            ("NEXPOINT_SUDO_USERNAME", ADMIN_USERNAME),
-            ("NEXPOINT_SUDO_PASSWORD", &cp.admin_password),
-            ("NO_COLOR", "1"),
-        ],
-    )?;
+    let mut env = vec![
+        ("NEXPOINT_SUDO_USERNAME", ADMIN_USERNAME),
+        ("NEXPOINT_SUDO_PASSWORD", cp.admin_password.as_str()),
+        ("NO_COLOR", "1"),
+    ];
+    env.extend(
+        cp.options
+            .extra_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let mut process = ChildProcess::spawn("nexpoint (restarted)", nexpoint_bin(), &args, &env)?;
     let line = process
         .wait_for_line(Some(Stream::Stdout), STARTUP_TIMEOUT, |l| {
             l.starts_with("listening on ")

@@ -20,6 +20,7 @@ pub mod node;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod receivers;
 pub mod sing_box;
 pub mod socks;

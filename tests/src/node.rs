@@ -124,6 +124,16 @@ impl Node {
         Ok(())
     }
 
+    /// The agent's `/metrics` URL, from its `metrics on …` line.
+    pub fn metrics_url(&self) -> Result<String> {
+        self.process
+            .output_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics on "))
+            .map(str::to_owned)
+            .context("the agent printed no `metrics on <url>` line")
+    }
+
     pub fn id(&self) -> i64 {
         self.created.id
     }
@@ -188,6 +198,8 @@ async fn spawn_agent(
             &core_bin.display().to_string(),
             "--usage-interval-ms",
             &USAGE_INTERVAL_MS.to_string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
         &[("NO_COLOR", "1")],
     )?;

@@ -9,6 +9,7 @@ mod core;
 pub(crate) mod dates;
 mod error;
 pub(crate) mod extract;
+mod health;
 mod home;
 mod hosts;
 mod jobs;
@@ -125,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_scalar::Scalar::with_url("/docs", doc.clone()))
         .route("/openapi.json", get(move || async move { axum::Json(doc) }))
         .route("/", get(home::page))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .with_state(state)
 }
 

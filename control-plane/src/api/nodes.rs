@@ -1,7 +1,6 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::auth::{CurrentAdmin, SudoAdmin};
 use super::dates::UsagePeriod;
@@ -9,7 +8,8 @@ use super::extract::{Json, Path, Query};
 use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::validate;
-use crate::store::{NewNode, Node, NodeUpdate, StoreError, now};
+use crate::nodes::enrollment::{self, token_hash};
+use crate::store::{NewNode, Node, NodeUpdate, StoreError};
 
 fn default_port() -> i64 {
     62050
@@ -103,10 +103,6 @@ pub struct CreatedNode {
     enrollment_command: String,
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn check_port(field: &str, port: i64) -> Result<(), ApiError> {
     if (1..=65535).contains(&port) {
         Ok(())
@@ -140,42 +136,26 @@ pub async fn create(
     check_port("port", body.port)?;
     check_port("api_port", body.api_port)?;
     check_coefficient(body.usage_coefficient)?;
-    // Hex, so the token can never look like a command-line flag.
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    let expires_at = now() + state.enrollment_expire_minutes * 60;
-    let host_tags = if body.add_as_new_host {
-        state
-            .store
-            .inbounds()
-            .await?
-            .iter()
-            .map(|i| i.tag.clone())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let node = state
-        .store
-        .create_node(
-            NewNode {
-                name: body.name,
-                address: body.address,
-                port: body.port,
-                api_port: body.api_port,
-                usage_coefficient: body.usage_coefficient,
-            },
-            &token_hash(&token),
-            expires_at,
-            &host_tags,
-        )
-        .await?;
+    let created = enrollment::create(
+        &state.store,
+        NewNode {
+            name: body.name,
+            address: body.address,
+            port: body.port,
+            api_port: body.api_port,
+            usage_coefficient: body.usage_coefficient,
+        },
+        state.enrollment_expire_minutes,
+        body.add_as_new_host,
+    )
+    .await?;
+    let node = created.node;
+    let token = created.token;
+    let expires_at = created.expires_at;
     state.nodes.start(node.id);
     tracing::info!(node = node.id, name = %node.name, "node created, awaiting enrollment");
-    let enrollment_command = format!(
-        "nexpoint-node enroll --control-plane {} --token {token} --ca-fingerprint {}",
-        state.public_url,
-        state.pki.ca.fingerprint()
-    );
+    let enrollment_command =
+        enrollment::command(&state.public_url, &token, &state.pki.ca.fingerprint());
     Ok(Json(CreatedNode {
         node: node.into(),
         enrollment_token: token,

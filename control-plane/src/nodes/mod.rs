@@ -3,11 +3,14 @@
 
 pub(crate) mod client;
 mod desired;
+pub mod enrollment;
+mod metrics;
 mod on_demand;
 pub mod rotation;
 mod session;
 
 pub use client::ConnectError;
+pub use metrics::NodeMetrics;
 pub use on_demand::{ConfigVerdict, NodeCallError};
 
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ pub(crate) struct NodeContext {
     pub changed: watch::Receiver<u64>,
     /// Sends on `changed`: a node's usage can change what every node serves.
     notify: Arc<watch::Sender<u64>>,
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl NodeContext {
@@ -62,6 +66,7 @@ impl NodeManager {
                 interval,
                 changed: rx,
                 notify: Arc::new(tx),
+                metrics: Arc::default(),
             },
             shutdown: CancellationToken::new(),
             tasks: Arc::default(),
@@ -101,6 +106,11 @@ impl NodeManager {
         {
             running.cancel.cancel();
         }
+    }
+
+    /// Usage and revision figures of every node task, for `/metrics`.
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.ctx.metrics
     }
 
     /// Wakes every node task to reconcile now.

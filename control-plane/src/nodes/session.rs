@@ -55,14 +55,31 @@ impl Backoff {
     }
 }
 
+/// How long a stopping session may take to commit its last usage.
+const FINAL_PASS: Duration = Duration::from_secs(5);
+
 pub(crate) async fn run(ctx: NodeContext, node_id: i64, cancel: CancellationToken) {
     let mut backoff = Backoff::new();
     let mut reported: Option<(String, Option<String>)> = None;
     loop {
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => return,
-            outcome = session(&ctx, node_id, &cancel, &mut backoff, &mut reported) => outcome,
+        let outcome = {
+            let session = session(&ctx, node_id, &cancel, &mut backoff, &mut reported);
+            tokio::pin!(session);
+            tokio::select! {
+                // A connected session commits the usage its agent journaled
+                // before it stops; one still connecting is given up.
+                _ = cancel.cancelled() => tokio::time::timeout(FINAL_PASS, &mut session)
+                    .await
+                    .unwrap_or(Ok(())),
+                outcome = &mut session => outcome,
+            }
         };
+        if cancel.is_cancelled() {
+            if let Err(e) = outcome {
+                tracing::debug!(node = node_id, error = %e, "final usage collection failed");
+            }
+            return;
+        }
         match outcome {
             Ok(()) => return,
             Err(e) => {
@@ -243,6 +260,7 @@ async fn session(
         collect_usage(ctx, &mut agent, node_id).await?;
         let m = mirror.as_mut().expect("set above");
         let core = apply_changes(ctx, node_id, &mut agent, m).await?;
+        ctx.metrics.applied(node_id, m.revision);
         let core = core.or(health.core.clone());
         if let Some(c) = core.as_ref().filter(|c| c.restarts > restarts) {
             tracing::warn!(
@@ -266,7 +284,12 @@ async fn session(
         rotation.run_if_due(ctx, &mut agent, node_id).await;
 
         tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = cancel.cancelled() => {
+                // Usage journaled since the last pass is committed now, not
+                // after the next start.
+                collect_usage(ctx, &mut agent, node_id).await?;
+                return Ok(());
+            }
             _ = changed.changed() => {}
             _ = tokio::time::sleep(ctx.interval) => {}
         }
@@ -477,8 +500,17 @@ async fn collect_usage(
             coefficient: node.usage_coefficient,
             deltas,
         };
+        let oldest = response.entries.iter().map(|e| e.recorded_at).min();
+        let started = std::time::Instant::now();
         match ctx.store.apply_usage(&batch).await {
             Ok(applied) => {
+                let m = &ctx.metrics;
+                m.usage_commit.observe(started.elapsed().as_secs_f64());
+                m.usage_batch_users.observe(batch.deltas.len() as f64);
+                if let Some(oldest) = oldest {
+                    m.usage_ingest_lag
+                        .observe((crate::store::now() - oldest).max(0) as f64);
+                }
                 if !applied.status_changed.is_empty() {
                     tracing::info!(node = node_id, users = ?applied.status_changed, "usage changed user status");
                     // Every node drops a user who ran out of quota here, in

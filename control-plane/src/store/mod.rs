@@ -5,6 +5,7 @@
 mod admins;
 mod deadlines;
 mod error;
+mod health;
 mod hosts;
 mod node_config;
 mod nodes;

@@ -253,6 +253,8 @@ pub async fn start_agent(
             "run",
             "--listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--usage-interval-ms",
             usage_interval_ms,
         ])
