@@ -3,10 +3,13 @@
 //! (with `*_FILE` and systemd credentials for secrets) < flags. The file's
 //! keys are the flags' names in snake case; unknown keys are reported, not
 //! fatal, so a file can serve two versions during an upgrade. The example
-//! file is generated from the same definitions ([`example`]).
+//! file is generated from the same definitions ([`example`]). The crate also
+//! holds the rest both daemons share with systemd: credentials for secrets
+//! and the readiness protocol ([`sd_notify`]).
 
 mod example;
 mod file;
+pub mod sd_notify;
 pub mod secrets;
 
 use std::ffi::OsString;

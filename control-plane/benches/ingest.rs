@@ -20,10 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nexpoint::api::{AppState, JwtKeys, hash_password};
+use nexpoint::api::hash_password;
 use nexpoint::domain::{Proxies, ResetStrategy, UserStatus};
-use nexpoint::nodes::NodeManager;
-use nexpoint::pki::Pki;
 use nexpoint::store::{
     NewAdmin, NewNode, NewUser, Store, UsageBatch, UserFilter, UserUsageDelta, now,
 };
@@ -249,38 +247,8 @@ async fn run(target: Target, users: usize, with_reader: bool) -> Report {
         });
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Arc::new(Pki::load_or_create(dir.path()).unwrap());
-    let state = AppState {
-        store: store.clone(),
-        jwt: JwtKeys::new("bench", 60),
-        nodes: NodeManager::new(store.clone(), Arc::clone(&pki), Duration::from_secs(3600)),
-        pki,
-        subscription_secret: "bench".into(),
-        public_url: "http://127.0.0.1".into(),
-        subscription_url_prefix: "".into(),
-        enrollment_expire_minutes: 60,
-        subscription: Default::default(),
-        jobs: Default::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, nexpoint::api::router(state))
-            .await
-            .unwrap();
-    });
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let token: serde_json::Value = client
-        .post(format!("{base}/api/admin/token"))
-        .form(&[("username", "bench"), ("password", "pw")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let api = common::serve_api(&store).await;
+    let (base, client, token) = (api.base.clone(), api.client.clone(), api.token.clone());
     let list_url = format!("{base}{LIST_PATH}");
 
     // Warm caches and the connection, then the idle baseline.
@@ -454,7 +422,7 @@ async fn run(target: Target, users: usize, with_reader: bool) -> Report {
         counts.limited == 0 && counts == scanned,
     ));
 
-    server.abort();
+    drop(api);
     store.close().await;
     target.drop_database().await;
 

@@ -12,7 +12,6 @@ pub mod metrics;
 pub mod nodes;
 pub mod notify;
 pub mod pki;
-pub mod sd_notify;
 pub mod serve;
 pub mod store;
 pub mod subscription;

@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::nodes::NodeManager;
 use crate::notify::dispatcher::Dispatcher;
 use crate::pki::Pki;
-use crate::sd_notify;
 use crate::store::{NewAdmin, Store, StoreError};
+use nexpoint_config::sd_notify;
 
 fn random_secret() -> String {
     hex::encode(rand::random::<[u8; 32]>())

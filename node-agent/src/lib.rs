@@ -25,7 +25,6 @@ pub mod node_identity;
 pub mod orphan_core;
 pub mod rendered_config;
 pub mod run;
-pub mod sd_notify;
 pub mod snapshot_route;
 pub mod state_dir;
 pub mod tls_incoming;

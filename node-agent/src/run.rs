@@ -21,7 +21,8 @@ use crate::metrics::AgentMetrics;
 use crate::node::{Backoff, Node, NodeSettings};
 use crate::snapshot_route::AgentRoutes;
 use crate::state_dir::StateDir;
-use crate::{node_identity, sd_notify, tls_incoming};
+use crate::{node_identity, tls_incoming};
+use nexpoint_config::sd_notify;
 
 /// How long open requests may take to finish after the stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

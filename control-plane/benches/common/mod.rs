@@ -71,3 +71,67 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
 }
+
+/// The real API router served on loopback over `store`, with a client
+/// logged in as the bench's sudo admin (`bench` / `pw`, created by the
+/// bench). Aborted when dropped.
+pub struct ServedApi {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: String,
+    server: tokio::task::JoinHandle<()>,
+    _pki_dir: tempfile::TempDir,
+}
+
+impl Drop for ServedApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn serve_api(store: &nexpoint::store::Store) -> ServedApi {
+    use std::sync::Arc;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(nexpoint::pki::Pki::load_or_create(pki_dir.path()).unwrap());
+    let state = nexpoint::api::AppState {
+        store: store.clone(),
+        jwt: nexpoint::api::JwtKeys::new("bench", 60),
+        nodes: nexpoint::nodes::NodeManager::new(
+            store.clone(),
+            Arc::clone(&pki),
+            Duration::from_secs(3600),
+        ),
+        pki,
+        subscription_secret: "bench".into(),
+        public_url: "http://127.0.0.1".into(),
+        subscription_url_prefix: "".into(),
+        enrollment_expire_minutes: 60,
+        subscription: Default::default(),
+        jobs: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, nexpoint::api::router(state))
+            .await
+            .unwrap();
+    });
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token: serde_json::Value = client
+        .post(format!("{base}/api/admin/token"))
+        .form(&[("username", "bench"), ("password", "pw")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    ServedApi {
+        base,
+        client,
+        token,
+        server,
+        _pki_dir: pki_dir,
+    }
+}

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::Notify;
 
+use super::account_rows::{
+    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, earliest_of, lifecycle_diff,
+    stored_account, write_diffs,
+};
 use super::outbox::{self, UserNote};
 use super::reminders;
-use super::user_changes::{
-    ACCOUNT_COLUMNS, ACCOUNT_FROM, Cell, StoredAccount, UserWrite, earliest_of, event_notes,
-    lifecycle_diff, stored_account, write_diffs,
-};
+use super::user_changes::{UserWrite, event_notes};
 use super::{Store, StoreError};
 use crate::domain::{Event, UserStatus};
 

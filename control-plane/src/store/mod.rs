@@ -2,6 +2,7 @@
 //! sqlx's Any driver: portable SQL with `$n` placeholders (in order), unix-second
 //! timestamps and integer booleans, so both backends behave the same.
 
+mod account_rows;
 mod admins;
 mod deadlines;
 mod error;

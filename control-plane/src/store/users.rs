@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::account_rows::deadline_of;
 use super::outbox::{self, Notice, UserNote};
-use super::user_changes::deadline_of;
 use super::{Backend, Store, StoreError, now, revision};
 use crate::domain::{Account, Action, NextPlan, Proxies, ResetStrategy, UserStatus, user_email};
 

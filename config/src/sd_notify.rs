@@ -1,5 +1,5 @@
-//! systemd's readiness protocol (sd_notify(3)) without libsystemd: one
-//! datagram to the socket named by `$NOTIFY_SOCKET`, when there is one.
+//! systemd's readiness protocol (sd_notify(3)) for both daemons, without
+//! libsystemd: one datagram to the socket named by `$NOTIFY_SOCKET`, if any.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
