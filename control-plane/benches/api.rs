@@ -111,6 +111,8 @@ async fn run(target: Target, users: usize) {
         })
         .await
         .unwrap();
+    // As the usage-history job does after ingestion: the list sorts on it.
+    store.refresh_usage_order().await.unwrap();
     let usage = start.elapsed();
 
     let api = common::serve_api(&store).await;

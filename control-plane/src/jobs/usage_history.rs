@@ -3,7 +3,8 @@
 //! collection, then resting for a while so that the next fold merges the
 //! collections of every node that arrived meanwhile into one upsert per row.
 //! History reads fold first, so what they show is never behind. After a fold
-//! it also reclaims the counters' dead row versions on PostgreSQL.
+//! it brings the users list's usage sort key up to date and reclaims the
+//! counters' dead row versions on PostgreSQL.
 
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub async fn run(store: Store, rest: Duration, cancel: CancellationToken) {
         match store.fold_usage_history().await {
             Ok(folded) if folded > 0 => {
                 tracing::debug!(folded, "usage history folded");
+                if let Err(e) = store.refresh_usage_order().await {
+                    tracing::warn!(error = %e, "refreshing the usage sort order failed; next pass retries");
+                }
                 if let Err(e) = store.compact_usage_counters().await {
                     tracing::warn!(error = %e, "vacuuming usage counters failed");
                 }

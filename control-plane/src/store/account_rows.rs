@@ -190,6 +190,13 @@ pub(super) async fn write_diffs(
             .iter()
             .partition(|(column, _)| COUNTER_COLUMNS.contains(column));
         write_cells(tx, "user_traffic", "user_id", &counters, None, &ids).await?;
+        // The list's sort key follows direct changes at once (see usage_order).
+        let sort_key: Vec<_> = counters
+            .iter()
+            .copied()
+            .filter(|(column, _)| *column == "used_traffic")
+            .collect();
+        write_cells(tx, "user_traffic_order", "user_id", &sort_key, None, &ids).await?;
         write_cells(tx, "users", "id", &rest, revision, &ids).await?;
     }
     Ok(())

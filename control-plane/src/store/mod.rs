@@ -17,6 +17,7 @@ mod settings;
 mod system;
 mod templates;
 mod usage;
+mod usage_order;
 mod user_changes;
 mod user_list;
 mod user_usage;

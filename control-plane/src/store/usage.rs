@@ -211,14 +211,15 @@ impl Store {
 }
 
 impl Store {
-    /// PostgreSQL: vacuums the counters table. Every collection leaves a
-    /// dead row version per user there, and the next collections slow down
-    /// until they are reclaimed; servers run with autovacuum off or slow
-    /// still need that. It blocks neither reads nor writes. SQLite updates
-    /// in place: nothing to do.
+    /// PostgreSQL: vacuums the counters and their sort key. Every
+    /// collection (and every refresh of the key) leaves a dead row version
+    /// per user there, and the next ones slow down until they are
+    /// reclaimed; servers run with autovacuum off or slow still need that.
+    /// It blocks neither reads nor writes. SQLite updates in place: nothing
+    /// to do.
     pub async fn compact_usage_counters(&self) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            sqlx::raw_sql("VACUUM user_traffic")
+            sqlx::raw_sql("VACUUM user_traffic, user_traffic_order")
                 .execute(&self.pool)
                 .await?;
         }

@@ -100,6 +100,12 @@ async fn write_row(
     .bind(user.id)
     .execute(&mut **tx)
     .await?;
+    // The list's sort key follows direct changes at once (see usage_order).
+    sqlx::query("UPDATE user_traffic_order SET used_traffic = $1 WHERE user_id = $2")
+        .bind(user.used_traffic)
+        .bind(user.id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE users SET status = $1, proxies = $2, excluded_inbounds = $3, data_limit = $4, \
          data_limit_reset_strategy = $5, expire = $6, note = $7, admin_id = $8, \

@@ -31,7 +31,9 @@ impl SortKey {
     fn column(self) -> &'static str {
         match self {
             Self::Username => "u.username_lower",
-            Self::UsedTraffic => "t.used_traffic",
+            // A copy of t.used_traffic that ingestion does not write (see
+            // store/usage_order.rs).
+            Self::UsedTraffic => "o.used_traffic",
             Self::DataLimit => "u.data_limit",
             Self::Expire => "u.expire",
             Self::CreatedAt => "u.created_at",
@@ -42,7 +44,7 @@ impl SortKey {
     /// an index on (key, id) yield the page without sorting.
     fn id_column(self) -> &'static str {
         match self {
-            Self::UsedTraffic => "t.user_id",
+            Self::UsedTraffic => "o.user_id",
             _ => "u.id",
         }
     }
@@ -234,6 +236,9 @@ impl Store {
                 page.push(", CAST(COUNT(*) OVER () AS BIGINT) AS total_matching FROM users u");
                 page.push(from);
             }
+        }
+        if f.sort.iter().any(|s| s.key == SortKey::UsedTraffic) {
+            page.push(" JOIN user_traffic_order o ON o.user_id = u.id");
         }
         where_clause(&mut page, f, self.backend);
         page.push(" ORDER BY ");

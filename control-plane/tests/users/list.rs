@@ -86,3 +86,52 @@ async fn list_filters_sorts_and_pages(app: &App) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 on_both!(list_filters_sorts_and_pages);
+
+/// The list sorts by usage on a key ingestion does not write: it follows
+/// traffic when the usage-history job refreshes it, and resets at once.
+async fn usage_sort_follows_refreshes_and_resets(app: &App) {
+    let (root, _) = seed(app).await;
+    let node = node(app, "n1").await;
+    for (name, bytes) in [
+        ("Alpha", 100),
+        ("bravo", 300),
+        ("charlie", 200),
+        ("delta", 50),
+    ] {
+        traffic(app, node, name, bytes).await;
+    }
+    let by_usage = || async {
+        let (status, body) = app
+            .json("GET", "/api/users?sort=-used_traffic", Some(&root), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        usernames(&body)
+    };
+    // Not refreshed yet: every key is 0, so the newest user comes first.
+    assert_eq!(
+        by_usage().await,
+        ["echo", "delta", "charlie", "bravo", "Alpha"]
+    );
+    assert_eq!(app.store.refresh_usage_order().await.unwrap(), 4);
+    assert_eq!(
+        by_usage().await,
+        ["bravo", "charlie", "Alpha", "delta", "echo"]
+    );
+    // Nothing changed since: nothing to write.
+    assert_eq!(app.store.refresh_usage_order().await.unwrap(), 0);
+
+    // One user's reset moves it at once.
+    post(app, &root, "/api/user/bravo/reset").await;
+    assert_eq!(
+        by_usage().await,
+        ["charlie", "Alpha", "delta", "echo", "bravo"]
+    );
+    // So does resetting everyone (one statement for many users).
+    post(app, &root, "/api/users/reset").await;
+    assert_eq!(
+        by_usage().await,
+        ["echo", "delta", "charlie", "bravo", "Alpha"]
+    );
+    assert_eq!(app.store.refresh_usage_order().await.unwrap(), 0);
+}
+on_both!(usage_sort_follows_refreshes_and_resets);
