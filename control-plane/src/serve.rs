@@ -117,6 +117,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.node_sync_interval_ms.max(100)),
     );
     nodes.start_all().await?;
+    // `nexpoint node add`/`remove` change the nodes from another process.
+    nodes.spawn_reconciler();
     let jobs = CancellationToken::new();
     let clock = tokio::spawn(lifecycle_clock::run(
         store.clone(),
