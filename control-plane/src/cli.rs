@@ -3,13 +3,16 @@
 
 mod admin_ops;
 mod inspect;
+mod node_write;
 pub mod output;
+mod units;
+mod user_write;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::api::hash_password;
-use crate::config::{DatabaseArgs, ServeArgs};
+use crate::config::{DatabaseArgs, ServeArgs, SubscriptionArgs};
 use crate::store::{NewAdmin, Store, StoreError};
 
 #[derive(Debug, Parser)]
@@ -104,13 +107,28 @@ pub enum SubscriptionCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Print the subscription document the user's app gets in FORMAT, as
+    /// `/sub/{token}/{format}` serves it (with `serve`'s subscription
+    /// settings, from the same flags and variables); exit status 3 if
+    /// there is no such user (or, for outline, no Shadowsocks key).
+    GetConfig {
+        username: String,
+        /// v2ray (base64 share links), v2ray-json, clash, clash-meta,
+        /// sing-box or outline.
+        #[arg(long, value_parser = admin_ops::subscription_format)]
+        format: crate::subscription::format::Format,
+        #[command(flatten)]
+        subscription: Box<SubscriptionArgs>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
     /// The CA, the control plane's certificate and every node's pinned
     /// certificate: fingerprints and expiry. (Nodes rotate theirs by
-    /// themselves; `POST /api/node/{id}/certificate/rotate` forces it.)
+    /// themselves; `certs rotate` forces it.)
     Show {
         /// JSON instead of a table.
         #[arg(long)]
@@ -118,6 +136,11 @@ pub enum CertsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Ask the running `nexpoint serve` to rotate a node's certificate (or
+    /// every node's) over its live connection, without interrupting it: the
+    /// node's task does it at its next pass. Exit status 3 if there is no
+    /// such node, 1 if it is not enrolled or disabled.
+    Rotate(node_write::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +153,26 @@ pub enum UserCommand {
         #[arg(long)]
         limit: Option<i64>,
         /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Create a user as `POST /api/user` does (same checks, generated
+    /// credentials, revision and `user_created` notification); exit status
+    /// 4 if the name is taken (in any case), 2 for bad input, 3 if --owner
+    /// does not exist.
+    Create(Box<user_write::CreateArgs>),
+    /// Give a user to another admin (`PUT /api/user/{username}/set-owner`);
+    /// exit status 3 if the user or the admin does not exist.
+    SetOwner {
+        username: String,
+        /// The new owner.
+        admin: String,
+        /// Base URL for the subscription URL in --json output.
+        #[arg(long, env = "NEXPOINT_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// The user as the API answers it (JSON).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -172,6 +215,11 @@ pub fn config_example() -> String {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// Add a node as `POST /api/node` does and print the command that
+    /// enrolls it (its one-time token is shown only here). A running
+    /// `nexpoint serve` starts dialing it within one node interval. Exit
+    /// status 4 if the name is taken, 2 for bad input.
+    Add(Box<node_write::AddArgs>),
     /// List nodes with their status.
     List {
         /// JSON instead of a table.
@@ -180,15 +228,16 @@ pub enum NodeCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Delete a node: its certificate is no longer trusted; exit status 3
-    /// if there is none.
+    /// Delete a node: its certificate is no longer trusted, and a running
+    /// `nexpoint serve` drops its connection within one node interval; exit
+    /// status 3 if there is none.
     Remove {
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Print an offline enrollment bundle for a node added before (with
-    /// `POST /api/node`): one line that `nexpoint-node enroll --bundle`
+    /// Print an offline enrollment bundle for a node added before (`node
+    /// add` or `POST /api/node`): one line that `nexpoint-node enroll --bundle`
     /// accepts, for hosts that cannot reach the control plane while they are
     /// set up. It issues the node a new key and certificate, replacing any
     /// earlier enrollment. The bundle holds the node's private key: treat it
@@ -277,6 +326,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Box::pin(async move {
                     admin_ops::subscription_link(s, &username, public_url.as_deref()).await
                 })
+            })
+            .await
+        }
+        Command::Subscription(SubscriptionCommand::GetConfig {
+            username,
+            format,
+            subscription,
+            database,
+        }) => {
+            let settings = subscription.settings().context("subscription settings")?;
+            with_store(&database, |s| {
+                Box::pin(async move {
+                    admin_ops::subscription_config(s, &username, format, &settings).await
+                })
+            })
+            .await
+        }
+        Command::Certs(CertsCommand::Rotate(args)) => {
+            with_store(&args.database.clone(), |s| {
+                Box::pin(async move { node_write::rotate(&args, s).await })
+            })
+            .await
+        }
+        Command::Node(NodeCommand::Add(args)) => {
+            let pki = existing_pki(&args.database)?;
+            with_store(&args.database.clone(), |s| {
+                Box::pin(async move { node_write::add(*args, s, &pki).await })
             })
             .await
         }
@@ -382,6 +458,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn user_command(command: UserCommand) -> anyhow::Result<()> {
     match command {
+        UserCommand::Create(args) => user_write::create(*args).await,
+        UserCommand::SetOwner {
+            username,
+            admin,
+            public_url,
+            json,
+            database,
+        } => {
+            with_store(&database, |s| {
+                Box::pin(async move {
+                    user_write::set_owner(s, &username, &admin, public_url.as_deref(), json).await
+                })
+            })
+            .await
+        }
         UserCommand::List {
             search,
             limit,

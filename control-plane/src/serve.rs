@@ -28,6 +28,14 @@ fn random_secret() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// The key subscription tokens are signed with, made by whichever comes
+/// first: `serve`, or a CLI command that renders subscription URLs.
+pub(crate) async fn subscription_secret(store: &Store) -> Result<String, StoreError> {
+    store
+        .setting_or_insert("subscription_secret", random_secret)
+        .await
+}
+
 /// The sudo admin named by NEXPOINT_SUDO_USERNAME/PASSWORD, created or given
 /// that password at every start (the environment is the source of truth).
 pub(crate) async fn ensure_env_sudo_admin(store: &Store) -> anyhow::Result<()> {
@@ -94,9 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     load_core_config(&store, &args).await?;
     ensure_env_sudo_admin(&store).await?;
     let jwt_secret = store.setting_or_insert("jwt_secret", random_secret).await?;
-    let subscription_secret = store
-        .setting_or_insert("subscription_secret", random_secret)
-        .await?;
+    let subscription_secret = subscription_secret(&store).await?;
 
     let subscription = args
         .subscription
@@ -117,6 +123,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.node_sync_interval_ms.max(100)),
     );
     nodes.start_all().await?;
+    // `nexpoint node add`/`remove` change the nodes from another process.
+    nodes.spawn_reconciler();
     let jobs = CancellationToken::new();
     let clock = tokio::spawn(lifecycle_clock::run(
         store.clone(),

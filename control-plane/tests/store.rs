@@ -232,6 +232,32 @@ async fn enrollment_tokens_work_once(store: &Store) {
 }
 both_backends!(enrollment_tokens_work_once);
 
+async fn rotation_requests_are_cleared_only_by_a_later_rotation(store: &Store) {
+    let id = new_node(store, "edge").await;
+    let first = store.request_node_rotation(id).await.unwrap();
+    assert_eq!(
+        store.node(id).await.unwrap().rotation_requested_at,
+        Some(first)
+    );
+    // A rotation that began before a newer request does not clear it.
+    store
+        .clear_node_rotation_request(id, first - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.node(id).await.unwrap().rotation_requested_at,
+        Some(first)
+    );
+    store.clear_node_rotation_request(id, first).await.unwrap();
+    assert_eq!(store.node(id).await.unwrap().rotation_requested_at, None);
+    store.delete_node(id).await.unwrap();
+    assert!(matches!(
+        store.request_node_rotation(id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+both_backends!(rotation_requests_are_cleared_only_by_a_later_rotation);
+
 async fn core_config_changes_bump_the_revision_once(store: &Store) {
     let r1 = store.set_core_config(r#"{"inbounds": []}"#).await.unwrap();
     let r2 = store.set_core_config(r#"{"inbounds": []}"#).await.unwrap();

@@ -33,6 +33,9 @@ use utoipa_scalar::Servable;
 
 pub use auth::{JwtKeys, hash_password, verify_password};
 pub use error::ApiError;
+pub use nodes::CreatedNode;
+pub use users::actions::set_user_owner;
+pub use users::{Render, UserCreate, UserResponse, create_user};
 
 use crate::nodes::NodeManager;
 use crate::pki::Pki;

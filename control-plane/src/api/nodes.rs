@@ -8,7 +8,7 @@ use super::extract::{Json, Path, Query};
 use super::openapi::Detail;
 use super::{ApiError, AppState};
 use crate::domain::validate;
-use crate::nodes::enrollment::{self, token_hash};
+use crate::nodes::enrollment::{self, NewEnrollment, token_hash};
 use crate::store::{NewNode, Node, NodeUpdate, StoreError};
 
 fn default_port() -> i64 {
@@ -103,23 +103,31 @@ pub struct CreatedNode {
     enrollment_command: String,
 }
 
-fn check_port(field: &str, port: i64) -> Result<(), ApiError> {
-    if (1..=65535).contains(&port) {
-        Ok(())
-    } else {
-        Err(ApiError::validation(field, "must be between 1 and 65535"))
+impl CreatedNode {
+    /// The answer to `POST /api/node` (and `nexpoint node add --json`):
+    /// the node, its one-time token and the command that enrolls it with
+    /// the control plane at `public_url`.
+    pub fn new(created: NewEnrollment, public_url: &str, ca_fingerprint: &str) -> Self {
+        Self {
+            enrollment_command: enrollment::command(public_url, &created.token, ca_fingerprint),
+            node: created.node.into(),
+            enrollment_token: created.token,
+            enrollment_expires_at: crate::time_fmt::iso_utc(created.expires_at),
+        }
+    }
+
+    pub fn enrollment_command(&self) -> &str {
+        &self.enrollment_command
     }
 }
 
+fn check_port(field: &str, port: i64) -> Result<(), ApiError> {
+    validate::port(port).map_err(|m| ApiError::validation(field, m))
+}
+
 fn check_coefficient(coefficient: f64) -> Result<(), ApiError> {
-    if coefficient.is_finite() && coefficient > 0.0 {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "usage_coefficient",
-            "must be greater than 0",
-        ))
-    }
+    validate::usage_coefficient(coefficient)
+        .map_err(|m| ApiError::validation("usage_coefficient", m))
 }
 
 #[utoipa::path(post, path = "/node", tag = "Node", request_body = NodeCreate,
@@ -131,37 +139,29 @@ pub async fn create(
     Json(body): Json<NodeCreate>,
 ) -> Result<Json<CreatedNode>, ApiError> {
     admin.require_sudo()?;
-    validate::node_name(&body.name).map_err(|m| ApiError::validation("name", m))?;
-    validate::address(&body.address).map_err(|m| ApiError::validation("address", m))?;
-    check_port("port", body.port)?;
-    check_port("api_port", body.api_port)?;
-    check_coefficient(body.usage_coefficient)?;
+    let node = NewNode {
+        name: body.name,
+        address: body.address,
+        port: body.port,
+        api_port: body.api_port,
+        usage_coefficient: body.usage_coefficient,
+    };
+    enrollment::check(&node).map_err(|e| ApiError::validation(e.field, e.message))?;
     let created = enrollment::create(
         &state.store,
-        NewNode {
-            name: body.name,
-            address: body.address,
-            port: body.port,
-            api_port: body.api_port,
-            usage_coefficient: body.usage_coefficient,
-        },
+        node,
         state.enrollment_expire_minutes,
         body.add_as_new_host,
     )
     .await?;
-    let node = created.node;
-    let token = created.token;
-    let expires_at = created.expires_at;
-    state.nodes.start(node.id);
-    tracing::info!(node = node.id, name = %node.name, "node created, awaiting enrollment");
-    let enrollment_command =
-        enrollment::command(&state.public_url, &token, &state.pki.ca.fingerprint());
-    Ok(Json(CreatedNode {
-        node: node.into(),
-        enrollment_token: token,
-        enrollment_expires_at: crate::time_fmt::iso_utc(expires_at),
-        enrollment_command,
-    }))
+    state.nodes.start(created.node.id);
+    tracing::info!(node = created.node.id, name = %created.node.name,
+        "node created, awaiting enrollment");
+    Ok(Json(CreatedNode::new(
+        created,
+        &state.public_url,
+        &state.pki.ca.fingerprint(),
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

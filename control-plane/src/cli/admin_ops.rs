@@ -75,3 +75,44 @@ pub async fn subscription_link(
     println!("{prefix}/sub/{token}");
     Ok(())
 }
+
+/// The subscription document the user's app gets in `format`, rendered as
+/// `/sub/{token}/{format}` renders it (without counting as a fetch).
+pub async fn subscription_config(
+    store: &Store,
+    username: &str,
+    format: crate::subscription::format::Format,
+    settings: &crate::subscription::SubscriptionSettings,
+) -> anyhow::Result<()> {
+    use crate::subscription::handler::{NO_ACCESS_KEY, document};
+    let user = store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| not_found(format!("no user named {username:?}")))?;
+    let inbounds = store.inbounds().await?;
+    let hosts = store.enabled_hosts().await?;
+    let now = crate::store::now();
+    let (body, _) = document(
+        &user,
+        &inbounds,
+        &hosts,
+        now,
+        format,
+        &settings.inactive_remarks,
+    )
+    .ok_or_else(|| not_found(format!("{username}: {NO_ACCESS_KEY}")))?;
+    print!("{body}");
+    if !body.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// A `--format` value: one of the formats `/sub/{token}/{format}` serves.
+pub fn subscription_format(text: &str) -> Result<crate::subscription::format::Format, String> {
+    use crate::subscription::format::Format;
+    Format::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+        format!("unknown format {text:?}; one of: {}", known.join(", "))
+    })
+}

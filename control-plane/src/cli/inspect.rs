@@ -113,12 +113,16 @@ pub async fn user_get(store: &Store, username: &str, json: bool) -> anyhow::Resu
         .user_by_username(username)
         .await?
         .ok_or_else(|| not_found(format!("no user named {username:?}")))?;
-    let row = UserRow::of(user);
     if json {
-        println!("{}", serde_json::to_string_pretty(&row)?);
+        println!("{}", serde_json::to_string_pretty(&UserRow::of(user))?);
         return Ok(());
     }
-    print_rows(false, &[row], &USER_HEADERS, UserRow::cells)
+    user_table(user)
+}
+
+/// One user as `user get` shows it.
+pub fn user_table(user: crate::store::User) -> anyhow::Result<()> {
+    print_rows(false, &[UserRow::of(user)], &USER_HEADERS, UserRow::cells)
 }
 
 #[derive(Serialize)]

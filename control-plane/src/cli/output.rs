@@ -5,10 +5,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Exit statuses beyond success (0), any other failure (1) and a usage
-/// error (2, from clap).
+/// Exit statuses beyond success (0) and any other failure (1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
+    /// 2: bad input, as clap's own usage errors.
+    Usage,
     /// 3: what the command names does not exist.
     NotFound,
     /// 4: what the command would create already exists.
@@ -18,6 +19,7 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> u8 {
         match self {
+            Self::Usage => 2,
             Self::NotFound => 3,
             Self::Conflict => 4,
         }
@@ -53,6 +55,35 @@ pub fn conflict(message: impl Into<String>) -> anyhow::Error {
         message: message.into(),
     }
     .into()
+}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Failure {
+        exit: Exit::Usage,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// An API rule's refusal with the exit status that says what kind it is:
+/// bad input 2, not found 3, already exists 4. `flag` names the option a
+/// refused API field came from.
+pub fn api_failure(
+    error: crate::api::ApiError,
+    flag: impl Fn(&str) -> Option<&'static str>,
+) -> anyhow::Error {
+    use crate::api::ApiError;
+    match error {
+        ApiError::Validation { field, message } => match flag(&field) {
+            Some(flag) => usage(format!("invalid {field} ({flag}): {message}")),
+            None => usage(format!("invalid {field}: {message}")),
+        },
+        ApiError::BadRequest(m) => usage(m),
+        ApiError::NotFound(m) => not_found(m),
+        ApiError::Conflict(m) => conflict(m),
+        ApiError::Internal(e) => e,
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 /// The exit status for an error `run` returned.
@@ -118,6 +149,14 @@ mod tests {
     fn failures_pick_their_exit_status() {
         assert_eq!(exit_code(&not_found("x")), 3);
         assert_eq!(exit_code(&conflict("x")), 4);
+        assert_eq!(exit_code(&usage("x")), 2);
+        let refused = crate::api::ApiError::validation("data_limit", "must not be negative");
+        let e = api_failure(refused, |f| (f == "data_limit").then_some("--data-limit"));
+        assert_eq!(exit_code(&e), 2);
+        assert_eq!(
+            e.to_string(),
+            "invalid data_limit (--data-limit): must not be negative"
+        );
         assert_eq!(exit_code(&anyhow::anyhow!("x")), 1);
     }
 }

@@ -34,6 +34,22 @@ pub fn address(address: &str) -> Result<(), String> {
     Ok(())
 }
 
+pub fn port(port: i64) -> Result<(), String> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err("must be between 1 and 65535".into())
+    }
+}
+
+pub fn usage_coefficient(coefficient: f64) -> Result<(), String> {
+    if coefficient.is_finite() && coefficient > 0.0 {
+        Ok(())
+    } else {
+        Err("must be greater than 0".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::{FieldError, validate};
 use crate::store::{NewNode, Node, Store, StoreError, now};
 
 pub struct NewEnrollment {
@@ -10,6 +11,16 @@ pub struct NewEnrollment {
     /// Shown once; the database keeps its hash.
     pub token: String,
     pub expires_at: i64,
+}
+
+/// Refuses a node `create` must not store, naming the field.
+pub fn check(node: &NewNode) -> Result<(), FieldError> {
+    validate::node_name(&node.name).map_err(|m| FieldError::new("name", m))?;
+    validate::address(&node.address).map_err(|m| FieldError::new("address", m))?;
+    validate::port(node.port).map_err(|m| FieldError::new("port", m))?;
+    validate::port(node.api_port).map_err(|m| FieldError::new("api_port", m))?;
+    validate::usage_coefficient(node.usage_coefficient)
+        .map_err(|m| FieldError::new("usage_coefficient", m))
 }
 
 /// Stores `node` awaiting enrollment for `expire_minutes`; with

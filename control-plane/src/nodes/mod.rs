@@ -6,6 +6,7 @@ mod desired;
 pub mod enrollment;
 mod metrics;
 mod on_demand;
+mod reconcile;
 pub mod rotation;
 mod session;
 
@@ -49,11 +50,38 @@ struct Running {
     handle: tokio::task::JoinHandle<()>,
 }
 
+/// The running node tasks, and how many times they were started or stopped
+/// (see `reconcile`: a pass that read the nodes before such a change acts
+/// on a stale view and skips its turn).
+#[derive(Default)]
+struct Tasks {
+    running: HashMap<i64, Running>,
+    generation: u64,
+}
+
+impl Tasks {
+    fn start(&mut self, ctx: &NodeContext, shutdown: &CancellationToken, node_id: i64) {
+        let cancel = shutdown.child_token();
+        let handle = tokio::spawn(session::run(ctx.clone(), node_id, cancel.clone()));
+        self.generation += 1;
+        if let Some(previous) = self.running.insert(node_id, Running { cancel, handle }) {
+            previous.cancel.cancel();
+        }
+    }
+
+    fn stop(&mut self, node_id: i64) {
+        self.generation += 1;
+        if let Some(running) = self.running.remove(&node_id) {
+            running.cancel.cancel();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct NodeManager {
     ctx: NodeContext,
     shutdown: CancellationToken,
-    tasks: Arc<Mutex<HashMap<i64, Running>>>,
+    tasks: Arc<Mutex<Tasks>>,
 }
 
 impl NodeManager {
@@ -85,27 +113,15 @@ impl NodeManager {
 
     /// Starts (or restarts, e.g. after enrollment) the task of one node.
     pub fn start(&self, node_id: i64) {
-        let cancel = self.shutdown.child_token();
-        let handle = tokio::spawn(session::run(self.ctx.clone(), node_id, cancel.clone()));
-        let previous = self
-            .tasks
-            .lock()
-            .expect("node task map poisoned")
-            .insert(node_id, Running { cancel, handle });
-        if let Some(previous) = previous {
-            previous.cancel.cancel();
-        }
+        self.lock_tasks().start(&self.ctx, &self.shutdown, node_id);
     }
 
     pub fn stop(&self, node_id: i64) {
-        if let Some(running) = self
-            .tasks
-            .lock()
-            .expect("node task map poisoned")
-            .remove(&node_id)
-        {
-            running.cancel.cancel();
-        }
+        self.lock_tasks().stop(node_id);
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().expect("node task map poisoned")
     }
 
     /// Usage and revision figures of every node task, for `/metrics`.
@@ -122,9 +138,8 @@ impl NodeManager {
     pub async fn shutdown(&self, deadline: Duration) {
         self.shutdown.cancel();
         let handles: Vec<_> = self
-            .tasks
-            .lock()
-            .expect("node task map poisoned")
+            .lock_tasks()
+            .running
             .drain()
             .map(|(_, r)| r.handle)
             .collect();

@@ -100,7 +100,8 @@ pub(crate) async fn run(ctx: NodeContext, node_id: i64, cancel: CancellationToke
     }
 }
 
-/// When this session next rotates the node's certificate.
+/// When this session next rotates the node's certificate: when it is due,
+/// or when an operator asked for it (`nexpoint certs rotate`).
 struct RotationSchedule {
     not_after: Option<i64>,
     /// After a failure, the next try waits (the current certificate still
@@ -110,6 +111,8 @@ struct RotationSchedule {
 
 impl RotationSchedule {
     const RETRY_AFTER_SECS: i64 = 3600;
+    /// An operator waits for a requested rotation: retry it sooner.
+    const RETRY_REQUESTED_AFTER_SECS: i64 = 60;
 
     fn new(not_after: Option<i64>) -> Self {
         Self {
@@ -118,22 +121,42 @@ impl RotationSchedule {
         }
     }
 
-    async fn run_if_due(&mut self, ctx: &NodeContext, agent: &mut Agent, node_id: i64) {
+    /// `requested`: when a pending rotation request was made, if any.
+    async fn run_if_due(
+        &mut self,
+        ctx: &NodeContext,
+        agent: &mut Agent,
+        node_id: i64,
+        requested: Option<i64>,
+    ) {
         let now = crate::store::now();
-        if now < self.retry_at || !rotation::due(self.not_after, now) {
+        if now < self.retry_at || !(requested.is_some() || rotation::due(self.not_after, now)) {
             return;
         }
         match rotation::rotate(&ctx.pki, &ctx.store, agent, node_id).await {
-            Ok(_) => match ctx.store.node(node_id).await {
-                Ok(node) => self.not_after = node.certificate_not_after,
-                Err(e) => {
-                    tracing::warn!(node = node_id, error = %e, "cannot read the rotated certificate");
-                    self.retry_at = now + Self::RETRY_AFTER_SECS;
+            Ok(_) => {
+                if let Some(at) = requested
+                    && let Err(e) = ctx.store.clear_node_rotation_request(node_id, at).await
+                {
+                    // The request stays: the node rotates once more.
+                    tracing::warn!(node = node_id, error = %e, "cannot clear the rotation request");
                 }
-            },
+                match ctx.store.node(node_id).await {
+                    Ok(node) => self.not_after = node.certificate_not_after,
+                    Err(e) => {
+                        tracing::warn!(node = node_id, error = %e, "cannot read the rotated certificate");
+                        self.retry_at = now + Self::RETRY_AFTER_SECS;
+                    }
+                }
+            }
             Err(e) => {
-                tracing::warn!(node = node_id, error = %e, "certificate rotation failed; retrying in an hour");
-                self.retry_at = now + Self::RETRY_AFTER_SECS;
+                let after = match requested {
+                    Some(_) => Self::RETRY_REQUESTED_AFTER_SECS,
+                    None => Self::RETRY_AFTER_SECS,
+                };
+                tracing::warn!(node = node_id, error = %e, retry_in_secs = after,
+                    "certificate rotation failed");
+                self.retry_at = now + after;
             }
         }
     }
@@ -229,7 +252,9 @@ async fn session(
     backoff.reset();
     tracing::info!(node = node_id, agent = %health.agent_version, "connected to node");
     let mut rotation = RotationSchedule::new(node.certificate_not_after);
-    rotation.run_if_due(ctx, &mut agent, node_id).await;
+    rotation
+        .run_if_due(ctx, &mut agent, node_id, node.rotation_requested_at)
+        .await;
     let mut restarts = health.core.as_ref().map_or(0, |c| c.restarts);
     // Record versions now, so they show even if the first apply fails.
     report(
@@ -280,8 +305,12 @@ async fn session(
         .await;
 
         // Checked on every tick, not only on connect: a connection can
-        // outlive the rest of a certificate's life.
-        rotation.run_if_due(ctx, &mut agent, node_id).await;
+        // outlive the rest of a certificate's life, and a rotation can be
+        // requested through the database at any time.
+        let requested = ctx.store.node(node_id).await?.rotation_requested_at;
+        rotation
+            .run_if_due(ctx, &mut agent, node_id, requested)
+            .await;
 
         tokio::select! {
             _ = cancel.cancelled() => {

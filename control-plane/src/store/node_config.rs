@@ -1,7 +1,7 @@
 //! Per-node state beyond the node row's basics: the node's own core config
 //! template and the certificate rotation in progress.
 
-use super::{Store, StoreError, revision};
+use super::{Store, StoreError, now, revision};
 
 /// A node's certificate as issued.
 #[derive(Debug, Clone)]
@@ -108,6 +108,39 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    /// Asks the daemon's task for an enrolled node to rotate its certificate
+    /// at its next pass. Returns the time of the request.
+    pub async fn request_node_rotation(&self, node_id: i64) -> Result<i64, StoreError> {
+        let now = now();
+        let updated = sqlx::query("UPDATE nodes SET rotation_requested_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(now)
+    }
+
+    /// Clears the rotation request made at `requested_at` or before, once
+    /// carried out; a later request stays for the next pass.
+    pub async fn clear_node_rotation_request(
+        &self,
+        node_id: i64,
+        requested_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE nodes SET rotation_requested_at = NULL \
+             WHERE id = $1 AND rotation_requested_at <= $2",
+        )
+        .bind(node_id)
+        .bind(requested_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Drops a next certificate the node never installed.

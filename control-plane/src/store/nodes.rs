@@ -24,6 +24,9 @@ pub struct Node {
     /// The certificate signed for the node's next key while a rotation is
     /// under way; accepted beside the current one until the node serves it.
     pub next_certificate_fingerprint: Option<String>,
+    /// When a certificate rotation was requested that the node's task has
+    /// not carried out yet (`nexpoint certs rotate`).
+    pub rotation_requested_at: Option<i64>,
     /// Core restarts the agent counted since it started.
     pub core_restarts: i64,
     pub core_started_at: Option<i64>,
@@ -55,6 +58,7 @@ impl Node {
             certificate_fingerprint: None,
             certificate_not_after: None,
             next_certificate_fingerprint: None,
+            rotation_requested_at: None,
             core_restarts: 0,
             core_started_at: None,
             core_config_revision: None,
@@ -84,6 +88,7 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
             certificate_fingerprint: row.try_get("certificate_fingerprint")?,
             certificate_not_after: row.try_get("certificate_not_after")?,
             next_certificate_fingerprint: row.try_get("next_certificate_fingerprint")?,
+            rotation_requested_at: row.try_get("rotation_requested_at")?,
             core_restarts: row.try_get("core_restarts")?,
             core_started_at: row.try_get("core_started_at")?,
             core_config_revision: row.try_get("core_config_revision")?,
@@ -97,7 +102,7 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Node {
 
 const COLUMNS: &str = "id, name, address, port, api_port, usage_coefficient, status, message, \
     core_kind, xray_version, agent_version, last_seen_at, certificate_fingerprint, \
-    certificate_not_after, next_certificate_fingerprint, core_restarts, core_started_at, \
+    certificate_not_after, next_certificate_fingerprint, rotation_requested_at, core_restarts, core_started_at, \
     core_config_revision, usage_sequence, uplink, downlink, created_at";
 
 #[derive(Debug)]

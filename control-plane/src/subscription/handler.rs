@@ -132,24 +132,15 @@ async fn serve(
         .store
         .record_subscription_fetch(user.id, user_agent)
         .await?;
-    let endpoints = if user.status.is_served() {
-        served_endpoints(&user, &inbounds, &hosts, now)
-    } else {
-        inactive_endpoints(&user, &inbounds, &hosts, now, &settings.inactive_remarks)
-    };
-    let (body, content_type) = match format {
-        Format::Links => (links::base64_list(&endpoints), "text/plain; charset=utf-8"),
-        Format::XrayJson => (xray_json::render(&endpoints), "application/json"),
-        Format::Clash => (clash::render(&endpoints, false), "text/yaml; charset=utf-8"),
-        Format::ClashMeta => (clash::render(&endpoints, true), "text/yaml; charset=utf-8"),
-        Format::SingBox => (sing_box::render(&endpoints), "application/json"),
-        Format::Outline => (
-            outline::render(&endpoints).ok_or_else(|| {
-                ApiError::NotFound("This subscription has no Shadowsocks access key".into())
-            })?,
-            "application/json",
-        ),
-    };
+    let (body, content_type) = document(
+        &user,
+        &inbounds,
+        &hosts,
+        now,
+        format,
+        &settings.inactive_remarks,
+    )
+    .ok_or_else(|| ApiError::NotFound(NO_ACCESS_KEY.into()))?;
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -159,6 +150,36 @@ async fn serve(
         }
     }
     Ok(response)
+}
+
+/// Why an Outline subscription has nothing to serve.
+pub const NO_ACCESS_KEY: &str = "This subscription has no Shadowsocks access key";
+
+/// The subscription document in `format` and its content type: what
+/// `/sub/{token}/{format}` serves and `nexpoint subscription get-config`
+/// prints. A user who is not served gets endpoints whose remarks say why.
+/// `None`: an Outline document for a user without Shadowsocks.
+pub fn document(
+    user: &User,
+    inbounds: &[Inbound],
+    hosts: &[Host],
+    now: i64,
+    format: Format,
+    remarks: &InactiveRemarks,
+) -> Option<(String, &'static str)> {
+    let endpoints = if user.status.is_served() {
+        served_endpoints(user, inbounds, hosts, now)
+    } else {
+        inactive_endpoints(user, inbounds, hosts, now, remarks)
+    };
+    Some(match format {
+        Format::Links => (links::base64_list(&endpoints), "text/plain; charset=utf-8"),
+        Format::XrayJson => (xray_json::render(&endpoints), "application/json"),
+        Format::Clash => (clash::render(&endpoints, false), "text/yaml; charset=utf-8"),
+        Format::ClashMeta => (clash::render(&endpoints, true), "text/yaml; charset=utf-8"),
+        Format::SingBox => (sing_box::render(&endpoints), "application/json"),
+        Format::Outline => (outline::render(&endpoints)?, "application/json"),
+    })
 }
 
 /// The headers proxy apps read from a subscription response.

@@ -5,12 +5,12 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Detail, UserResponse, change_user, user_not_found};
+use super::{Detail, UserResponse, change_user, respond, user_not_found};
 use crate::api::auth::{CurrentAdmin, SudoAdmin};
 use crate::api::extract::{Json, Path, Query};
 use crate::api::{ApiError, AppState};
 use crate::domain::{Action, Event};
-use crate::store::{Owner, now};
+use crate::store::{Owner, Store, User, now};
 
 /// The notifications lifecycle `events` are reported as.
 pub(super) fn actions_of(events: &[Event]) -> Vec<Action> {
@@ -112,25 +112,48 @@ pub async fn set_owner(
     Path(username): Path<String>,
     Query(query): Query<SetOwnerQuery>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    state
-        .store
-        .user_by_username(&username)
+    let user = set_user_owner(
+        &state.store,
+        &username,
+        &query.admin_username,
+        Some(&by.0.username),
+    )
+    .await?;
+    state.nodes.desired_state_changed();
+    tracing::info!(username = %username, owner = %query.admin_username, by = %by.0.username,
+        "user owner set");
+    respond(&state, user).await
+}
+
+/// Gives `username` to the admin `owner`, for the API and `nexpoint user
+/// set-owner` alike: one store transaction (row locked, new revision, a
+/// `user_updated` notification made `by` an admin). A missing user or admin
+/// is `NotFound` ("User not found", "Admin not found").
+pub async fn set_user_owner(
+    store: &Store,
+    username: &str,
+    owner: &str,
+    by: Option<&str>,
+) -> Result<User, ApiError> {
+    store
+        .user_by_username(username)
         .await?
         .ok_or_else(user_not_found)?;
-    let owner = state
-        .store
-        .admin_by_username(&query.admin_username)
+    let owner = store
+        .admin_by_username(owner)
         .await?
         .ok_or_else(|| ApiError::NotFound("Admin not found".into()))?;
-    let admin = CurrentAdmin(by.0);
-    let response = change_user(&state, &admin, &username, |user| {
-        user.admin_id = Some(owner.id);
-        Ok(vec![Action::UserUpdated])
-    })
-    .await?;
-    tracing::info!(username = %username, owner = %owner.username, by = %admin.0.username,
-        "user owner set");
-    Ok(response)
+    store
+        .update_user(username, by, |user| {
+            user.admin_id = Some(owner.id);
+            Ok(vec![Action::UserUpdated])
+        })
+        .await
+        .map_err(|e| match e {
+            // Deleted between the two reads.
+            ApiError::NotFound(_) => user_not_found(),
+            other => other,
+        })
 }
 
 #[utoipa::path(post, path = "/users/reset", tag = "User",

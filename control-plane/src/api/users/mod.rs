@@ -23,28 +23,30 @@ use crate::domain::{
     Account, Action, FieldError, Inbound, NewAccount, NextPlan, Proxies, ResetStrategy, UserStatus,
     validate,
 };
-use crate::store::{Sort, SortKey, User, UserDraft, UserFilter, now};
+use crate::store::{Sort, SortKey, Store, StoreError, User, UserDraft, UserFilter, now};
 use crate::subscription;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// The body of `POST /api/user` (Marzban's UserCreate); `nexpoint user
+/// create` builds the same from its flags or takes it as `--json-body`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct UserCreate {
-    username: String,
+    pub username: String,
     #[serde(default)]
-    proxies: Proxies,
+    pub proxies: Proxies,
     /// Inbound tags by protocol; a protocol left out means all its inbounds.
     #[serde(default)]
-    inbounds: BTreeMap<String, Vec<String>>,
-    expire: Option<i64>,
-    data_limit: Option<i64>,
-    data_limit_reset_strategy: Option<ResetStrategy>,
-    status: Option<UserStatus>,
-    note: Option<String>,
-    on_hold_expire_duration: Option<i64>,
-    on_hold_timeout: Option<String>,
+    pub inbounds: BTreeMap<String, Vec<String>>,
+    pub expire: Option<i64>,
+    pub data_limit: Option<i64>,
+    pub data_limit_reset_strategy: Option<ResetStrategy>,
+    pub status: Option<UserStatus>,
+    pub note: Option<String>,
+    pub on_hold_expire_duration: Option<i64>,
+    pub on_hold_timeout: Option<String>,
     /// Days an expired (or limited) user is kept before deletion; negative:
     /// never; absent: the global setting.
-    auto_delete_in_days: Option<i64>,
-    next_plan: Option<NextPlan>,
+    pub auto_delete_in_days: Option<i64>,
+    pub next_plan: Option<NextPlan>,
 }
 
 /// Marzban's UserResponse.
@@ -73,6 +75,12 @@ pub struct UserResponse {
     subscription_url: String,
     excluded_inbounds: BTreeMap<String, Vec<String>>,
     admin: Option<Value>,
+}
+
+impl UserResponse {
+    pub fn subscription_url(&self) -> &str {
+        &self.subscription_url
+    }
 }
 
 fn datetime(ts: Option<i64>) -> Option<String> {
@@ -183,27 +191,47 @@ fn included_inbounds(user: &User, inbounds: &[Inbound]) -> BTreeMap<String, Vec<
     out
 }
 
-/// What rendering users needs from the current configuration, loaded once
-/// per request however many users it renders.
-struct Render {
+/// What rendering users needs: the current configuration, loaded once
+/// however many users it renders, and how subscription URLs are made.
+pub struct Render {
     inbounds: std::sync::Arc<Vec<Inbound>>,
     hosts: Vec<crate::store::Host>,
+    subscription_secret: String,
+    subscription_url_prefix: String,
 }
 
 impl Render {
-    async fn load(state: &AppState) -> Result<Self, ApiError> {
+    /// For the API, with the daemon's secret and public prefix.
+    async fn for_state(state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self::load(
+            &state.store,
+            &state.subscription_secret,
+            &state.subscription_url_prefix,
+        )
+        .await?)
+    }
+
+    /// Users rendered with subscription URLs signed by `subscription_secret`
+    /// under `subscription_url_prefix` (relative without one).
+    pub async fn load(
+        store: &Store,
+        subscription_secret: &str,
+        subscription_url_prefix: &str,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            inbounds: state.store.inbounds().await?,
-            hosts: state.store.enabled_hosts().await?,
+            inbounds: store.inbounds().await?,
+            hosts: store.enabled_hosts().await?,
+            subscription_secret: subscription_secret.to_owned(),
+            subscription_url_prefix: subscription_url_prefix.trim_end_matches('/').to_owned(),
         })
     }
 
-    fn user(&self, state: &AppState, user: User) -> UserResponse {
+    pub fn user(&self, user: User) -> UserResponse {
         let links = subscription::links::share_links(&user, &self.inbounds, &self.hosts);
-        let token = subscription::token::issue_for(&user, &state.subscription_secret);
+        let token = subscription::token::issue_for(&user, &self.subscription_secret);
         UserResponse {
             inbounds: included_inbounds(&user, &self.inbounds),
-            subscription_url: format!("{}/sub/{token}", state.subscription_url_prefix),
+            subscription_url: format!("{}/sub/{token}", self.subscription_url_prefix),
             links,
             username: user.username,
             proxies: user.proxies,
@@ -232,7 +260,7 @@ impl Render {
 }
 
 async fn respond(state: &AppState, user: User) -> Result<Json<UserResponse>, ApiError> {
-    Ok(Json(Render::load(state).await?.user(state, user)))
+    Ok(Json(Render::for_state(state).await?.user(user)))
 }
 
 /// Turns the requested inclusion lists into stored exclusion lists, refusing
@@ -286,6 +314,20 @@ pub async fn create(
     admin: CurrentAdmin,
     Json(body): Json<UserCreate>,
 ) -> Result<Json<UserResponse>, ApiError> {
+    let user = create_user(&state.store, body, Some(admin.0.id)).await?;
+    state.nodes.desired_state_changed();
+    tracing::info!(username = %user.username, by = %admin.0.username, "user created");
+    respond(&state, user).await
+}
+
+/// Creates a user owned by `owner_id`, for `POST /api/user` and `nexpoint
+/// user create` alike: validated as the handler documents, stored with a
+/// new revision and the `user_created` notification in one transaction.
+pub async fn create_user(
+    store: &Store,
+    body: UserCreate,
+    owner_id: Option<i64>,
+) -> Result<User, ApiError> {
     validate::username(&body.username).map_err(|m| ApiError::validation("username", m))?;
     check_note(body.note.as_deref())?;
     let mut proxies = body.proxies;
@@ -316,23 +358,18 @@ pub async fn create(
         now(),
     )
     .map_err(field_error)?;
-    let inbounds = state.store.inbounds().await?;
+    let inbounds = store.inbounds().await?;
     let excluded_inbounds = exclusions(&body.inbounds, &proxies, &inbounds)?;
-
-    let user = state
-        .store
+    Ok(store
         .insert_user(UserDraft {
             username: body.username,
             proxies,
             excluded_inbounds,
             note: body.note,
-            admin_id: Some(admin.0.id),
+            admin_id: owner_id,
             account,
         })
-        .await?;
-    state.nodes.desired_state_changed();
-    tracing::info!(username = %user.username, by = %admin.0.username, "user created");
-    respond(&state, user).await
+        .await?)
 }
 
 fn user_not_found() -> ApiError {
@@ -504,9 +541,9 @@ pub async fn list(
         limit: params.limit,
     };
     let (users, total) = state.store.list_users(&filter).await?;
-    let render = Render::load(&state).await?;
+    let render = Render::for_state(&state).await?;
     Ok(Json(UsersResponse {
-        users: users.into_iter().map(|u| render.user(&state, u)).collect(),
+        users: users.into_iter().map(|u| render.user(u)).collect(),
         total,
     }))
 }
