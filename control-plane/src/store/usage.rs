@@ -100,11 +100,19 @@ impl Store {
         let may_change: Vec<(i64, i64)> = match self.backend {
             // One statement: the batch is parsed and joined with users once.
             Backend::Postgres => {
-                sqlx::query_as(&rows.count_all(&self.reminders))
+                let hash_joins = covers_many_users(&mut tx, per_user.len()).await?;
+                if hash_joins {
+                    set_nested_loops(&mut tx, false).await?;
+                }
+                let may_change = sqlx::query_as(&rows.count_all(&self.reminders))
                     .bind(&counters)
                     .bind(now)
                     .fetch_all(&mut *tx)
-                    .await?
+                    .await?;
+                if hash_joins {
+                    set_nested_loops(&mut tx, true).await?;
+                }
+                may_change
             }
             // SQLite has no data-modifying CTEs; its statements are cheap.
             Backend::Sqlite => {
@@ -225,6 +233,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL: whether a collection of `users` covers a large share of all
+/// users (counted by the `user_counts` triggers). The planner
+/// takes any JSON array for 100 rows and joins it by one index lookup per
+/// user; for a collection of most users, hashing both sides is faster (a
+/// third less time for 100,000 of 100,000 users).
+async fn covers_many_users(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    users: usize,
+) -> Result<bool, StoreError> {
+    const AT_LEAST: usize = 10_000;
+    if users < AT_LEAST {
+        return Ok(false);
+    }
+    let all: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(n) AS BIGINT) FROM user_counts")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(users as i64 * 4 >= all.unwrap_or(0))
+}
+
+/// PostgreSQL: allows or forbids nested-loop joins for the rest of the
+/// transaction (`set_config(..., true)` is `SET LOCAL`).
+async fn set_nested_loops(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    on: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('enable_nestloop', $1, true)")
+        .bind(if on { "on" } else { "off" })
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Collections folded per transaction. Two collections of 100,000 users

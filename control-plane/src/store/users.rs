@@ -473,7 +473,7 @@ impl Store {
         // probes the search index per row, 100x slower than without.)
         if inserted >= 1_000 {
             let maintenance = match self.backend {
-                super::Backend::Postgres => "ANALYZE users",
+                super::Backend::Postgres => "ANALYZE users, user_traffic, user_traffic_order",
                 // A large import leaves a large write-ahead log that every
                 // later commit's checkpoint would wade through: fold it in now.
                 super::Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
