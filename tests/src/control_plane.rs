@@ -367,6 +367,25 @@ impl ControlPlane {
         Ok(body)
     }
 
+    /// Whose subscription a URL (relative or absolute) opens: the username
+    /// `GET /sub/{token}/info` answers with. Tokens carry the second they
+    /// were issued, so two URLs of one user may differ in text.
+    pub async fn subscription_owner(&self, subscription_url: &str) -> Result<String> {
+        let token = subscription_url
+            .rsplit_once("/sub/")
+            .with_context(|| format!("not a subscription URL: {subscription_url}"))?
+            .1;
+        let info: Value = serde_json::from_str(
+            &self
+                .fetch_subscription(&format!("/sub/{token}/info"))
+                .await?,
+        )?;
+        info["username"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no username in {info}"))
+    }
+
     /// The share links of `user` (a user JSON), through its subscription URL.
     pub async fn subscription_links(&self, user: &Value) -> Result<Vec<ShareLink>> {
         let url = user["subscription_url"]

@@ -141,16 +141,7 @@ async fn users_created_from_the_cli_are_the_apis_users() {
     // URLs may differ: both must open alice's subscription.
     for user in [&created, &via_api] {
         let url = user["subscription_url"].as_str().unwrap();
-        let token = url.rsplit("/sub/").next().unwrap();
-        let info: Value = reqwest::get(cp.url(&format!("/sub/{token}/info")))
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(info["username"], "alice", "{url}: {info}");
+        assert_eq!(cp.subscription_owner(url).await.unwrap(), "alice", "{url}");
     }
     wait_until(CONVERGE, "the user_created webhook", || async {
         let items = hook.unique_items();

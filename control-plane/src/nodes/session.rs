@@ -14,7 +14,7 @@ use super::client::{self, Agent, ConnectError, Pin};
 use super::desired::{Mirror, served_spec, user_spec};
 use super::{NodeContext, rotation};
 use crate::domain::{parse_inbounds, user_id_from_email};
-use crate::store::{NodeHealth, StoreError, UsageBatch, UserUsageDelta};
+use crate::store::{Node, NodeHealth, StoreError, UsageBatch, UserUsageDelta};
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -282,7 +282,7 @@ async fn session(
         if !in_sync {
             mirror = Some(resync(ctx, node_id, &mut agent, &health).await?);
         }
-        collect_usage(ctx, &mut agent, node_id).await?;
+        let node = collect_usage(ctx, &mut agent, node_id).await?;
         let m = mirror.as_mut().expect("set above");
         let core = apply_changes(ctx, node_id, &mut agent, m).await?;
         ctx.metrics.applied(node_id, m.revision);
@@ -307,9 +307,8 @@ async fn session(
         // Checked on every tick, not only on connect: a connection can
         // outlive the rest of a certificate's life, and a rotation can be
         // requested through the database at any time.
-        let requested = ctx.store.node(node_id).await?.rotation_requested_at;
         rotation
-            .run_if_due(ctx, &mut agent, node_id, requested)
+            .run_if_due(ctx, &mut agent, node_id, node.rotation_requested_at)
             .await;
 
         tokio::select! {
@@ -474,12 +473,13 @@ async fn apply_changes(
 /// Commits the agent's journal entries after the node's stored sequence, then
 /// acknowledges them. The sequence is stored in the usage's own transaction,
 /// so a crash between commit and acknowledgement re-delivers entries that
-/// the next collection skips: nothing is lost or counted twice.
+/// the next collection skips: nothing is lost or counted twice. Returns the
+/// node's row as read after the last commit, for the rest of the pass.
 async fn collect_usage(
     ctx: &NodeContext,
     agent: &mut Agent,
     node_id: i64,
-) -> Result<(), SessionError> {
+) -> Result<Node, SessionError> {
     loop {
         let node = ctx.store.node(node_id).await?;
         let response = agent
@@ -501,7 +501,7 @@ async fn collect_usage(
                     "agent journal is behind the committed sequence (agent state reset?)"
                 );
             }
-            return Ok(());
+            return Ok(node);
         };
         let mut per_user: BTreeMap<i64, UserUsageDelta> = BTreeMap::new();
         let mut deltas = Vec::new();
@@ -556,7 +556,7 @@ async fn collect_usage(
         }
         agent.ack_usage(AckUsageRequest { sequence: last }).await?;
         if response.last_sequence <= last {
-            return Ok(());
+            return Ok(ctx.store.node(node_id).await?);
         }
     }
 }
